@@ -1,0 +1,86 @@
+"""GradDropConfig: which gradients are masked, how often the mask changes, and how much.
+
+Definitions follow ../shared/notes/METHOD.md; where the paper is silent they are this
+project's choices and say so. Every field is checked at construction.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from graddrop_dist.typed_config import typed_config
+
+Method = Literal["full", "head-only", "gradual-unfreeze", "graddrop", "graddrop-epoch",
+                 "sparse-unfreeze", "layer-graddrop", "childtuning-f"]
+Granularity = Literal["element", "row", "tensor"]
+
+# Task heads of Hugging Face sequence/token classification and QA models: new, randomly
+# initialised, so they are trained densely and are what `head-only` trains.
+DEFAULT_HEAD = ("classifier.*", "qa_outputs.*", "score.*")
+
+MASKED_METHODS = ("graddrop", "graddrop-epoch", "sparse-unfreeze", "layer-graddrop",
+                  "childtuning-f")
+FREEZING_METHODS = ("head-only", "gradual-unfreeze")
+
+
+@typed_config
+class GradDropConfig:
+    SECTION = "graddrop"
+
+    method: Method = "graddrop"
+    """Variant or baseline (README, "Variants")."""
+    drop_rate: float = 0.5
+    """p: probability that one gradient element is dropped (graddrop, graddrop-epoch,
+    childtuning-f)."""
+    seed: int = 0
+    """Mask seed. Under a distributed backend rank 0's value is broadcast at attach."""
+    rescale: bool | None = None
+    """Multiply kept gradients by 1/(1-p). Default: on for childtuning-f, off otherwise."""
+    granularity: Granularity = "element"
+    """One draw per element, per row (first dimension) or per whole tensor."""
+    include: tuple[str, ...] = ("*",)
+    """fnmatch patterns of canonical parameter names that may be masked."""
+    exclude: tuple[str, ...] = DEFAULT_HEAD
+    """Patterns never masked; by default the task head."""
+    head: tuple[str, ...] = DEFAULT_HEAD
+    """Patterns of the task head (what head-only trains, what gradual-unfreeze starts with)."""
+    p_start: float = 0.9
+    """sparse-unfreeze: drop rate in epoch 0; falls linearly to 0 at `unfreeze_epochs`."""
+    unfreeze_epochs: int = 3
+    """sparse-unfreeze: epoch at which every element is unfrozen."""
+    p_bottom: float = 0.7
+    """layer-graddrop: drop rate of the embeddings (the bottom of the encoder)."""
+    p_top: float = 0.3
+    """layer-graddrop: drop rate of the top encoder layer; linear in depth in between."""
+    layers_per_epoch: int = 1
+    """gradual-unfreeze: layer groups unfrozen per epoch, top down (embeddings last)."""
+
+    def __post_init__(self) -> None:
+        for name in ("drop_rate", "p_start", "p_bottom", "p_top"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"graddrop.{name}: must be in [0, 1], got {value}")
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"graddrop.seed: must be in [0, 2**63), got {self.seed}")
+        for name in ("unfreeze_epochs", "layers_per_epoch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"graddrop.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.method == "childtuning-f" and self.rescale is False:
+            raise ValueError("graddrop.rescale: childtuning-f always rescales by 1/(1-p); "
+                             "allowed values for this method: true or null")
+        if self.method == "childtuning-f" and self.drop_rate == 1.0:
+            raise ValueError("graddrop.drop_rate: childtuning-f rescales by 1/(1-p), so "
+                             "drop_rate must be in [0, 1)")
+
+    @property
+    def rescales(self) -> bool:
+        """The effective rescale flag (the method's default when `rescale` is null)."""
+        return self.method == "childtuning-f" if self.rescale is None else self.rescale
+
+    @property
+    def masks(self) -> bool:
+        return self.method in MASKED_METHODS
+
+    @property
+    def freezes(self) -> bool:
+        return self.method in FREEZING_METHODS

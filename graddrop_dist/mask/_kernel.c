@@ -1,0 +1,141 @@
+/*
+ * Fused GradDrop mask kernel (CPU).
+ *
+ * Bit-for-bit the same function as graddrop_dist/mask/counter_hash.py (the reference):
+ *   c      = (offset + j) / block                      (global draw index, 64 bit)
+ *   u      = mix(mix(lo32(c) ^ k0) ^ k1 ^ hi32(c) * GOLDEN)
+ *   keep   = u >= threshold                            (threshold in [1, 2^32 - 1])
+ *   out[j] = keep ? in[j] * scale : 0
+ * Only integer arithmetic decides the bit, and the value path is one IEEE multiply, so
+ * every ISA (the target_clones below) gives the same result. No torch headers: the file
+ * builds in about a second and is loaded with ctypes, which releases the GIL so Python
+ * can run several chunks at once.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#define GOLDEN 0x9E3779B9u
+
+static inline uint32_t mix(uint32_t x) {
+    /* "lowbias32" (C. Wellons): full avalanche with two multiplies. */
+    x ^= x >> 16;
+    x *= 0x7FEB352Du;
+    x ^= x >> 15;
+    x *= 0x846CA68Bu;
+    x ^= x >> 16;
+    return x;
+}
+
+static inline uint32_t draw(uint64_t c, uint32_t k0, uint32_t k1) {
+    uint32_t hk = k1 ^ ((uint32_t)(c >> 32) * GOLDEN);
+    return mix(mix((uint32_t)c ^ k0) ^ hk);
+}
+
+static inline float bf16_to_f32(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline uint16_t f32_to_bf16(float f) {
+    /* Round to nearest even, NaN kept quiet: what torch does for float -> bfloat16. */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return 0x7FC0;
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* Element granularity (block == 1): the hot path, written so gcc vectorizes it. The
+ * caller splits ranges so that hi32(offset + j) is constant inside one call. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void mask_f32_elements(const float *in, float *out, int64_t n, uint32_t lo0,
+                              uint32_t k0, uint32_t hk, uint32_t threshold, float scale,
+                              int rescale) {
+    if (rescale) {
+        for (int64_t j = 0; j < n; ++j) {
+            uint32_t u = mix(mix((lo0 + (uint32_t)j) ^ k0) ^ hk);
+            out[j] = u >= threshold ? in[j] * scale : 0.0f;
+        }
+    } else {
+        for (int64_t j = 0; j < n; ++j) {
+            uint32_t u = mix(mix((lo0 + (uint32_t)j) ^ k0) ^ hk);
+            out[j] = u >= threshold ? in[j] : 0.0f;
+        }
+    }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void keep_elements(uint8_t *keep, int64_t n, uint32_t lo0, uint32_t k0,
+                          uint32_t hk, uint32_t threshold) {
+    for (int64_t j = 0; j < n; ++j) {
+        uint32_t u = mix(mix((lo0 + (uint32_t)j) ^ k0) ^ hk);
+        keep[j] = u >= threshold;
+    }
+}
+
+/* Split [offset, offset + n) where the high 32 bits of the index change. */
+#define FOR_EACH_SEGMENT(BODY)                                                    \
+    int64_t done = 0;                                                             \
+    while (done < n) {                                                            \
+        uint64_t idx = offset + (uint64_t)done;                                   \
+        uint64_t room = ((idx >> 32) + 1) * 0x100000000ull - idx;                 \
+        int64_t len = (int64_t)((uint64_t)(n - done) < room ? (uint64_t)(n - done) : room); \
+        uint32_t lo0 = (uint32_t)idx;                                             \
+        uint32_t hk = k1 ^ ((uint32_t)(idx >> 32) * GOLDEN);                      \
+        BODY;                                                                     \
+        done += len;                                                              \
+    }
+
+/* Public entry points. dtype: 0 = float32, 1 = bfloat16. in may equal out. */
+int graddrop_mask(const void *in, void *out, int dtype, int64_t n, uint64_t offset,
+                  uint64_t block, uint32_t k0, uint32_t k1, uint32_t threshold,
+                  float scale, int rescale) {
+    if (block == 1 && dtype == 0) {
+        FOR_EACH_SEGMENT(mask_f32_elements((const float *)in + done, (float *)out + done,
+                                           len, lo0, k0, hk, threshold, scale, rescale));
+        return 0;
+    }
+    /* Row / tensor granularity, or bfloat16: one draw per block, then a run of elements. */
+    int64_t j = 0;
+    while (j < n) {
+        uint64_t c = (offset + (uint64_t)j) / block;
+        int64_t run = (int64_t)((c + 1) * block - (offset + (uint64_t)j));
+        if (run > n - j) run = n - j;
+        int keep = draw(c, k0, k1) >= threshold;
+        if (dtype == 0) {
+            const float *src = (const float *)in + j;
+            float *dst = (float *)out + j;
+            for (int64_t r = 0; r < run; ++r)
+                dst[r] = keep ? (rescale ? src[r] * scale : src[r]) : 0.0f;
+        } else if (dtype == 1) {
+            const uint16_t *src = (const uint16_t *)in + j;
+            uint16_t *dst = (uint16_t *)out + j;
+            for (int64_t r = 0; r < run; ++r)
+                dst[r] = keep ? (rescale ? f32_to_bf16(bf16_to_f32(src[r]) * scale) : src[r])
+                              : 0;
+        } else {
+            return -1;
+        }
+        j += run;
+    }
+    return 0;
+}
+
+int graddrop_keep(uint8_t *keep, int64_t n, uint64_t offset, uint64_t block, uint32_t k0,
+                  uint32_t k1, uint32_t threshold) {
+    if (block == 1) {
+        FOR_EACH_SEGMENT(keep_elements(keep + done, len, lo0, k0, hk, threshold));
+        return 0;
+    }
+    int64_t j = 0;
+    while (j < n) {
+        uint64_t c = (offset + (uint64_t)j) / block;
+        int64_t run = (int64_t)((c + 1) * block - (offset + (uint64_t)j));
+        if (run > n - j) run = n - j;
+        memset(keep + j, draw(c, k0, k1) >= threshold, (size_t)run);
+        j += run;
+    }
+    return 0;
+}

@@ -1,0 +1,194 @@
+"""The fast path: the C kernel in `_kernel.c`, built once per machine and loaded by ctypes.
+
+Why not a torch C++ extension: it needs the torch headers and takes ~45 s to build on two
+cores, in every fresh CI run and on every cluster node; this file needs only a C compiler
+and builds in about a second. ctypes releases the GIL during the call, so large tensors
+are split into chunks that run on `torch.get_num_threads()` threads. If no compiler is
+found, or GRADDROP_KERNEL=reference is set, every call uses the reference torch path
+(same bits, slower); GRADDROP_KERNEL=fused makes a failed build an error instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from graddrop_dist.mask.counter_hash import (check_drop_rate, mask_key, reference_keep_mask,
+                                             reference_mask_gradient, rescale_factor)
+
+_SOURCE = Path(__file__).with_name("_kernel.c")
+_CFLAGS = ("-O3", "-shared", "-fPIC", "-fno-strict-aliasing")
+_DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1}
+# Below this many elements a thread hand-off costs more than it saves.
+_CHUNK = 1 << 20
+
+_lock = threading.Lock()
+_library: ctypes.CDLL | None = None
+_load_failed = False
+_pool: ThreadPoolExecutor | None = None
+
+
+def kernel_mode() -> str:
+    mode = os.environ.get("GRADDROP_KERNEL", "auto")
+    if mode not in ("auto", "fused", "reference"):
+        raise ValueError(f"GRADDROP_KERNEL must be one of auto, fused, reference; got {mode!r}")
+    return mode
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("GRADDROP_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "graddrop_dist")
+    return Path(root) / "kernels"
+
+
+def _build() -> Path:
+    source = _SOURCE.read_bytes()
+    compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        raise RuntimeError("no C compiler (gcc/cc) on PATH")
+    tag = hashlib.sha256(source + " ".join(_CFLAGS).encode() + compiler.encode()).hexdigest()[:16]
+    target = cache_dir() / f"graddrop_kernel_{tag}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build under a private name, then rename: ranks that build at once never load a
+    # half-written library.
+    fd, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        subprocess.run([compiler, *_CFLAGS, "-o", partial, str(_SOURCE)], check=True,
+                       capture_output=True, text=True, timeout=120)
+        os.replace(partial, target)
+    except subprocess.CalledProcessError as error:
+        raise RuntimeError(f"{compiler} failed: {error.stderr.strip()[:500]}") from None
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return target
+
+
+def _load() -> ctypes.CDLL | None:
+    global _library, _load_failed
+    if _library is not None or _load_failed:
+        return _library
+    with _lock:
+        if _library is None and not _load_failed:
+            try:
+                library = ctypes.CDLL(str(_build()))
+                u32, i64, u64 = ctypes.c_uint32, ctypes.c_int64, ctypes.c_uint64
+                library.graddrop_mask.argtypes = [ctypes.c_void_p, ctypes.c_void_p,
+                                                  ctypes.c_int, i64, u64, u64, u32, u32, u32,
+                                                  ctypes.c_float, ctypes.c_int]
+                library.graddrop_keep.argtypes = [ctypes.c_void_p, i64, u64, u64, u32, u32,
+                                                  u32]
+                _library = library
+            except (OSError, RuntimeError, subprocess.TimeoutExpired) as error:
+                if kernel_mode() == "fused":
+                    raise RuntimeError(f"GRADDROP_KERNEL=fused but the kernel failed to build: "
+                                       f"{error}") from error
+                warnings.warn(f"graddrop_dist: fused mask kernel unavailable ({error}); "
+                              "using the reference torch path", RuntimeWarning, stacklevel=3)
+                _load_failed = True
+    return _library
+
+
+def fused_available() -> bool:
+    return kernel_mode() != "reference" and _load() is not None
+
+
+def _run_chunked(numel: int, call) -> None:
+    """call(start, stop) over [0, numel), in parallel chunks when that pays."""
+    global _pool
+    threads = max(1, torch.get_num_threads())
+    if threads == 1 or numel < 2 * _CHUNK:
+        call(0, numel)
+        return
+    if _pool is None or _pool._max_workers != threads:
+        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="graddrop")
+    step = max(_CHUNK, -(-numel // threads))
+    futures = [_pool.submit(call, start, min(start + step, numel))
+               for start in range(0, numel, step)]
+    for future in futures:
+        future.result()
+
+
+def _use_kernel(tensor: torch.Tensor) -> bool:
+    return tensor.device.type == "cpu" and fused_available()
+
+
+def keep_mask(numel: int, *, seed: int, stream: int, name: str, drop_rate: float,
+              offset: int = 0, device: torch.device | str | None = None,
+              block: int = 1) -> torch.Tensor:
+    """Bool tensor: element i is True when global element `offset + i` of `name` is kept.
+
+    `block` > 1 shares one draw among `block` consecutive global elements (row or whole
+    tensor granularity). Sharding-invariant: keep_mask(N)[a:b] == keep_mask(b-a, offset=a).
+    """
+    key = mask_key(seed=seed, stream=stream, name=name, drop_rate=drop_rate)
+    probe = torch.empty(0, device=device)
+    if not _use_kernel(probe) or key.threshold in (0, 2**32) or numel == 0:
+        return reference_keep_mask(numel, seed=seed, stream=stream, name=name,
+                                   drop_rate=drop_rate, offset=offset, block=block,
+                                   device=device)
+    if offset < 0 or block < 1:
+        raise ValueError(f"offset must be >= 0 and block >= 1, got {offset}, {block}")
+    keep = torch.empty(numel, dtype=torch.bool)
+    base = keep.data_ptr()
+    library = _load()
+
+    def call(start: int, stop: int) -> None:
+        library.graddrop_keep(base + start, stop - start, offset + start, block, key.k0,
+                              key.k1, key.threshold)
+
+    _run_chunked(numel, call)
+    return keep
+
+
+def mask_gradient(grad: torch.Tensor, *, seed: int, stream: int, name: str,
+                  drop_rate: float, rescale: bool = False, offset: int = 0, block: int = 1,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
+    """Masked (and optionally rescaled) gradient, one pass over memory on CPU.
+
+    Writes into `out` (which may be `grad` itself for in-place masking) or a new tensor.
+    Element j of `grad` is global element `offset + j` of parameter `name`.
+    """
+    check_drop_rate(drop_rate)
+    if out is None:
+        out = torch.empty_like(grad, memory_format=torch.contiguous_format)
+    elif out.shape != grad.shape or out.dtype != grad.dtype or not out.is_contiguous():
+        raise ValueError("out must be a contiguous tensor with grad's shape and dtype")
+    if drop_rate == 0.0:
+        return out.copy_(grad) if out is not grad else out
+    if drop_rate == 1.0:
+        return out.zero_()
+    source = grad if grad.is_contiguous() else grad.contiguous()
+    if grad.dtype not in _DTYPE_CODES or not _use_kernel(grad):
+        masked = reference_mask_gradient(source, seed=seed, stream=stream, name=name,
+                                         drop_rate=drop_rate, rescale=rescale,
+                                         offset=offset, block=block)
+        return out.copy_(masked)
+    key = mask_key(seed=seed, stream=stream, name=name, drop_rate=drop_rate)
+    if key.threshold >= 2**32:  # p so close to 1 that it rounds to "drop all"
+        return out.zero_()
+    scale = rescale_factor(drop_rate, rescale)
+    size = source.element_size()
+    src, dst, code = source.data_ptr(), out.data_ptr(), _DTYPE_CODES[grad.dtype]
+    library = _load()
+
+    def call(start: int, stop: int) -> None:
+        library.graddrop_mask(src + start * size, dst + start * size, code, stop - start,
+                              offset + start, block, key.k0, key.k1, key.threshold, scale,
+                              int(scale != 1.0))
+
+    _run_chunked(source.numel(), call)
+    return out

@@ -1,0 +1,120 @@
+"""Variants and baselines as pure schedules: which parameters train, and with which mask.
+
+Everything here is a function of (config, parameter, step, epoch): no state, no rank, so
+a resumed run or another rank derives the same answer from the same step and epoch.
+
+Layer positions for BERT / RoBERTa / XLM-R encoders: the embeddings are position 0, layer
+`encoder.layer.N.` is position N + 1, everything else (pooler, task head) sits on top.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+
+from graddrop_dist.config import GradDropConfig
+
+_LAYER = re.compile(r"(?:^|\.)(?:encoder\.layer|layers)\.(\d+)\.")
+_EMBEDDINGS = re.compile(r"(?:^|\.)embeddings\.")
+
+
+def layer_index(name: str) -> int | None:
+    """N for a parameter of encoder layer N, else None."""
+    found = _LAYER.search(name)
+    return int(found.group(1)) if found else None
+
+
+def is_embedding(name: str) -> bool:
+    return _EMBEDDINGS.search(name) is not None
+
+
+def matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+@dataclass(frozen=True)
+class ParamPlan:
+    """What GradDrop knows about one parameter, under its canonical name."""
+
+    name: str
+    shape: tuple[int, ...]
+    numel: int
+    layer: int | None
+    embedding: bool
+    head: bool
+    maskable: bool  # include matches, exclude does not
+
+    def block(self, granularity: str) -> int:
+        """Elements that share one draw: 1, one row (first dimension), or the tensor."""
+        if granularity == "element" or self.numel == 0:
+            return 1
+        if granularity == "tensor":
+            return self.numel
+        return self.numel // self.shape[0] if len(self.shape) >= 2 else 1
+
+
+def plan_parameter(config: GradDropConfig, name: str, shape: tuple[int, ...]) -> ParamPlan:
+    numel = 1
+    for size in shape:
+        numel *= size
+    return ParamPlan(name=name, shape=tuple(shape), numel=numel, layer=layer_index(name),
+                     embedding=is_embedding(name), head=matches(name, config.head),
+                     maskable=matches(name, config.include) and
+                     not matches(name, config.exclude))
+
+
+def num_layers(plans) -> int:
+    layers = [plan.layer for plan in plans if plan.layer is not None]
+    return max(layers) + 1 if layers else 0
+
+
+def unfreeze_group(plan: ParamPlan, layers: int) -> int:
+    """gradual-unfreeze order, top down: 0 = head and other top-level parameters,
+    k = encoder layer (layers - k), layers + 1 = embeddings."""
+    if plan.embedding:
+        return layers + 1
+    if plan.layer is not None:
+        return layers - plan.layer
+    return 0
+
+
+def is_trainable(config: GradDropConfig, plan: ParamPlan, epoch: int, layers: int) -> bool:
+    """Whether a parameter receives gradients at all (the freezing baselines)."""
+    if config.method == "head-only":
+        return plan.head
+    if config.method == "gradual-unfreeze":
+        return plan.head or unfreeze_group(plan, layers) <= epoch * config.layers_per_epoch
+    return True
+
+
+def depth_fraction(plan: ParamPlan, layers: int) -> float:
+    """0 for the embeddings, (N + 1) / layers for encoder layer N, 1 above the encoder."""
+    if plan.embedding:
+        return 0.0
+    if plan.layer is not None and layers > 0:
+        return (plan.layer + 1) / layers
+    return 1.0
+
+
+def mask_schedule(config: GradDropConfig, plan: ParamPlan, step: int, epoch: int,
+                  layers: int) -> tuple[int, float]:
+    """(stream, drop rate) of this parameter's mask at optimizer step `step`, epoch `epoch`.
+
+    A rate of 0 means "not masked" (the baselines, excluded parameters, a schedule at 0).
+    """
+    if not config.masks or not plan.maskable:
+        return 0, 0.0
+    method = config.method
+    if method in ("graddrop", "childtuning-f"):
+        return step, config.drop_rate
+    if method == "graddrop-epoch":
+        return epoch, config.drop_rate
+    if method == "sparse-unfreeze":
+        # One draw per element for the whole run (stream 0): as p falls, the kept sets
+        # are nested and grow until everything trains at `unfreeze_epochs`.
+        return 0, config.p_start * max(0.0, 1.0 - epoch / config.unfreeze_epochs)
+    if method == "layer-graddrop":
+        fraction = depth_fraction(plan, layers)
+        return step, config.p_bottom + (config.p_top - config.p_bottom) * fraction
+    raise AssertionError(f"unhandled method {method}")

@@ -1,0 +1,137 @@
+"""Each variant's semantics (METHOD.md): streams, rates by depth, nesting, freezing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from graddrop_dist import GradDrop, GradDropConfig
+from graddrop_dist.variants import is_trainable, layer_index, plan_parameter
+from tiny_models import tiny_xlmr
+
+WORD = "roberta.embeddings.word_embeddings.weight"
+LAYER0 = "roberta.encoder.layer.0.intermediate.dense.weight"
+LAYER3 = "roberta.encoder.layer.3.intermediate.dense.weight"
+HEAD = "classifier.out_proj.weight"
+
+
+def attached(steps_per_epoch=None, layers=4, **config):
+    model = tiny_xlmr(layers=layers)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    graddrop = GradDrop(GradDropConfig(**config)).attach(model, optimizer,
+                                                         steps_per_epoch=steps_per_epoch)
+    return model, optimizer, graddrop
+
+
+def test_layer_index_of_encoder_names():
+    assert layer_index("roberta.encoder.layer.11.output.dense.weight") == 11
+    assert layer_index("bert.encoder.layer.0.attention.self.key.bias") == 0
+    assert layer_index(WORD) is None and layer_index(HEAD) is None
+
+
+def test_graddrop_draws_a_new_mask_every_optimizer_step():
+    _, _, graddrop = attached(method="graddrop", drop_rate=0.5)
+    masks = [graddrop.keep_mask(LAYER0, step=s) for s in range(3)]
+    assert not torch.equal(masks[0], masks[1]) and not torch.equal(masks[1], masks[2])
+    assert torch.equal(graddrop.keep_mask(LAYER0, step=1), masks[1])
+
+
+def test_graddrop_epoch_is_constant_within_an_epoch_and_new_across():
+    _, _, graddrop = attached(steps_per_epoch=3, method="graddrop-epoch", drop_rate=0.5)
+    masks = [graddrop.keep_mask(LAYER0, step=s) for s in range(6)]
+    assert all(torch.equal(masks[0], m) for m in masks[1:3])
+    assert all(torch.equal(masks[3], m) for m in masks[4:6])
+    assert not torch.equal(masks[0], masks[3])
+
+
+def test_sparse_unfreeze_kept_sets_are_nested_and_grow_to_everything():
+    _, _, graddrop = attached(steps_per_epoch=2, method="sparse-unfreeze", p_start=0.8,
+                              unfreeze_epochs=4)
+    kept = [graddrop.keep_mask(WORD, step=2 * epoch) for epoch in range(6)]
+    counts = [int(k.sum()) for k in kept]
+    for earlier, later in zip(kept, kept[1:]):
+        assert torch.equal(earlier & later, earlier)  # nested
+    assert counts == sorted(counts) and counts[0] < counts[3] < counts[4]
+    assert kept[4].all() and kept[5].all()
+    assert graddrop.schedule(WORD, step=0)[1] == pytest.approx(0.8)
+    assert graddrop.schedule(WORD, step=2)[1] == pytest.approx(0.6)
+
+
+def test_layer_graddrop_rate_is_linear_in_depth():
+    _, _, graddrop = attached(layers=4, method="layer-graddrop", p_bottom=0.8, p_top=0.2)
+    assert graddrop.schedule(WORD)[1] == pytest.approx(0.8)
+    assert graddrop.schedule(LAYER0)[1] == pytest.approx(0.8 - 0.6 * 1 / 4)
+    assert graddrop.schedule(LAYER3)[1] == pytest.approx(0.2)
+    assert graddrop.schedule(HEAD)[1] == 0.0  # the head is excluded by default
+    # The measured dropped fraction follows the rate (4 binomial sigma).
+    for name in (WORD, LAYER0, LAYER3):
+        mask = graddrop.keep_mask(name)
+        rate = graddrop.schedule(name)[1]
+        dropped = 1 - mask.double().mean().item()
+        assert abs(dropped - rate) <= 4 * math.sqrt(rate * (1 - rate) / mask.numel())
+
+
+def test_childtuning_f_rescales_kept_gradients():
+    _, _, graddrop = attached(method="childtuning-f", drop_rate=0.75)
+    grad = torch.ones(64, 32)
+    masked = graddrop.mask_(LAYER0, grad)
+    assert set(masked.unique().tolist()) == {0.0, 4.0}
+
+
+def test_default_exclude_keeps_the_head_dense():
+    _, _, graddrop = attached(method="graddrop", drop_rate=0.9)
+    assert graddrop.keep_mask(HEAD).all()
+    assert not graddrop.keep_mask(LAYER0).all()
+
+
+def test_include_and_exclude_select_masked_tensors():
+    _, _, graddrop = attached(method="graddrop", drop_rate=0.9, include=["*.encoder.*"],
+                              exclude=["*.LayerNorm.*"])
+    assert graddrop.keep_mask(WORD).all()
+    assert graddrop.keep_mask("roberta.encoder.layer.0.output.LayerNorm.weight").all()
+    assert not graddrop.keep_mask(LAYER0).all()
+
+
+@pytest.mark.parametrize("granularity", ["row", "tensor"])
+def test_row_and_tensor_granularity(granularity):
+    _, _, graddrop = attached(method="graddrop", drop_rate=0.5, granularity=granularity)
+    masks = [graddrop.keep_mask(LAYER0, step=s) for s in range(20)]  # [64, 32] each
+    for mask in masks:
+        if granularity == "row":
+            assert torch.equal(mask, mask[:, :1].expand_as(mask))
+        else:
+            assert mask.all() or not mask.any()
+    assert any(m.all() for m in masks) or granularity == "row"
+    assert any(not m.any() for m in masks) or granularity == "row"
+
+
+def test_head_only_trains_only_the_head():
+    model, _, _ = attached(method="head-only")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in model.named_parameters() if n.startswith("classifier.")}
+
+
+def test_gradual_unfreeze_adds_one_layer_per_epoch_top_down():
+    model, optimizer, graddrop = attached(steps_per_epoch=1, layers=3,
+                                          method="gradual-unfreeze")
+
+    def frozen_layers():
+        names = [n for n, p in model.named_parameters() if not p.requires_grad]
+        return sorted({layer_index(n) for n in names if layer_index(n) is not None}), \
+            any("embeddings" in n for n in names)
+
+    assert frozen_layers() == ([0, 1, 2], True)
+    for expected in (([0, 1], True), ([0], True), ([], True), ([], False)):
+        optimizer.step()  # one step per epoch
+        assert frozen_layers() == expected
+    graddrop.detach()
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_freezing_schedule_is_a_pure_function_of_epoch():
+    config = GradDropConfig(method="gradual-unfreeze", layers_per_epoch=2)
+    plan = plan_parameter(config, "roberta.encoder.layer.1.output.dense.weight", (4, 4))
+    # 12 layers: layer 1 is group 11, unfrozen at epoch ceil(11 / 2) = 6.
+    assert [is_trainable(config, plan, e, 12) for e in (5, 6)] == [False, True]
