@@ -14,8 +14,8 @@ import torch
 
 from graddrop_dist.config import GradDropConfig
 from graddrop_dist.mask import canonical_name, keep_mask, mask_gradient
-from graddrop_dist.variants import (ParamPlan, is_trainable, mask_schedule, num_layers,
-                                    plan_parameter)
+from graddrop_dist.variants import (ParamPlan, is_trainable, mask_schedule, may_be_masked,
+                                    num_layers, plan_parameter)
 
 
 class GradDrop:
@@ -80,9 +80,7 @@ class GradDrop:
     def set_step(self, step: int) -> None:
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}")
-        before = self.epoch
         self._step = int(step)
-        self._after_epoch_change(before)
 
     def set_epoch(self, epoch: int) -> None:
         if self.steps_per_epoch is not None:
@@ -90,19 +88,11 @@ class GradDrop:
                                "given at attach); use set_step")
         if epoch < 0:
             raise ValueError(f"epoch must be >= 0, got {epoch}")
-        before = self.epoch
         self._epoch = int(epoch)
-        self._after_epoch_change(before)
 
     def optimizer_stepped(self) -> None:
         """Called by the adapter after every optimizer step: the next mask is new."""
-        before = self.epoch
         self._step += 1
-        self._after_epoch_change(before)
-
-    def _after_epoch_change(self, before: int) -> None:
-        if self._adapter is not None and self.config.freezes and self.epoch != before:
-            self._adapter.apply_trainable()
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self._step, "epoch": self._epoch, "config": self.config.to_dict(),
@@ -116,8 +106,6 @@ class GradDrop:
                              f"(fields: {', '.join(changed)})")
         self._epoch = int(state["epoch"])
         self.set_step(int(state["step"]))
-        if self._adapter is not None and self.config.freezes:
-            self._adapter.apply_trainable()
 
     # ----------------------------------------------------------------- the decisions
     def trainable(self, name: str) -> bool:
@@ -140,6 +128,10 @@ class GradDrop:
         return keep_mask(plan.numel, seed=self.config.seed, stream=stream, name=name,
                          drop_rate=rate,
                          block=plan.block(self.config.granularity)).view(plan.shape)
+
+    def may_be_masked(self, name: str) -> bool:
+        """Whether this parameter's gradient is ever touched (it needs a hook)."""
+        return may_be_masked(self.config, self.plans[name])
 
     def masks_anything(self, name: str) -> bool:
         return self.schedule(name)[1] > 0.0

@@ -79,8 +79,15 @@ def unfreeze_group(plan: ParamPlan, layers: int) -> int:
     return 0
 
 
+def may_be_masked(config: GradDropConfig, plan: ParamPlan) -> bool:
+    """Whether the method ever touches this parameter's gradient (where to put hooks)."""
+    if config.freezes:
+        return not plan.head
+    return config.masks and plan.maskable
+
+
 def is_trainable(config: GradDropConfig, plan: ParamPlan, epoch: int, layers: int) -> bool:
-    """Whether a parameter receives gradients at all (the freezing baselines)."""
+    """Whether a parameter receives a (non-zero) gradient (the freezing baselines)."""
     if config.method == "head-only":
         return plan.head
     if config.method == "gradual-unfreeze":
@@ -101,8 +108,13 @@ def mask_schedule(config: GradDropConfig, plan: ParamPlan, step: int, epoch: int
                   layers: int) -> tuple[int, float]:
     """(stream, drop rate) of this parameter's mask at optimizer step `step`, epoch `epoch`.
 
-    A rate of 0 means "not masked" (the baselines, excluded parameters, a schedule at 0).
+    A rate of 0 means "not masked" (full, excluded parameters, a schedule at 0). Frozen
+    parameters of head-only / gradual-unfreeze get rate 1: their gradient is zeroed, which
+    every backend can do at the same place as the mask, with no change to requires_grad
+    (DDP buckets, FSDP flat parameters and ZeRO partitions are fixed when they are built).
     """
+    if config.freezes:
+        return 0, 0.0 if is_trainable(config, plan, epoch, layers) else 1.0
     if not config.masks or not plan.maskable:
         return 0, 0.0
     method = config.method

@@ -1,5 +1,5 @@
-"""What every backend adapter does: list parameters, freeze what the method freezes, mask
-at the right place, and tell GradDrop when the optimizer stepped."""
+"""What every backend adapter does: list the parameters under their full (unsharded)
+shapes, mask at the right place, and tell GradDrop when the optimizer stepped."""
 
 from __future__ import annotations
 
@@ -7,35 +7,39 @@ from typing import TYPE_CHECKING, Iterable
 
 import torch
 
+from graddrop_dist.mask import canonical_name
+
 if TYPE_CHECKING:
     from graddrop_dist.algorithm import GradDrop
 
 
 class Adapter:
     backend = "abstract"
+    distributed = False
 
-    def __init__(self, model: torch.nn.Module, optimizer, graddrop: GradDrop) -> None:
+    def __init__(self, model, optimizer, graddrop: GradDrop) -> None:
         self.model = model
         self.optimizer = optimizer
         self.graddrop = graddrop
         self._handles: list = []
-        self._requires_grad: dict[str, bool] = {}
 
-    # Parameters under their raw names; GradDrop canonicalizes them.
     def named_parameters(self) -> Iterable[tuple[str, torch.nn.Parameter]]:
+        """Parameters under their raw names (GradDrop canonicalizes them)."""
         return self.model.named_parameters()
 
+    def full_shape(self, param: torch.nn.Parameter) -> tuple[int, ...]:
+        """The unsharded shape: what the mask's global element index runs over."""
+        return tuple(param.shape)
+
     def named_parameter_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
-        return [(name, tuple(param.shape)) for name, param in self.named_parameters()]
+        return [(name, self.full_shape(param)) for name, param in self.named_parameters()]
+
+    def process_group(self):
+        return None  # the default group, when distributed
 
     def install(self) -> None:
-        from graddrop_dist.mask import canonical_name
-
         self._params = {canonical_name(n): p for n, p in self.named_parameters()}
-        self._requires_grad = {n: p.requires_grad for n, p in self._params.items()}
-        if self.graddrop.config.freezes:
-            self.apply_trainable()
-        if self.graddrop.config.masks:
+        if any(self.graddrop.may_be_masked(name) for name in self._params):
             self.install_masking()
         self.install_step_counter()
 
@@ -48,36 +52,27 @@ class Adapter:
         self._handles.append(self.optimizer.register_step_post_hook(
             lambda *_: self.graddrop.optimizer_stepped()))
 
-    def apply_trainable(self) -> None:
-        """Freeze / unfreeze whole parameters (head-only, gradual-unfreeze)."""
-        for name, param in self._params.items():
-            trainable = self._requires_grad[name] and self.graddrop.trainable(name)
-            param.requires_grad_(trainable)
-            if not trainable:
-                param.grad = None
-
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        for name, param in self._params.items():
-            param.requires_grad_(self._requires_grad[name])
 
 
 class TensorHookAdapter(Adapter):
-    """Mask each parameter's full local gradient in a tensor hook.
+    """Mask each parameter's full local gradient in a tensor hook (single process; DDP and
+    DeepSpeed reuse it).
 
     A tensor hook runs before AccumulateGrad, hence before DDP's reducer and DeepSpeed's
-    reduction hooks (which hang off AccumulateGrad / post-accumulate): what accumulates and
-    what is reduced is already masked. The hook returns a new tensor, as the autograd docs
-    require (a hook must not modify its argument).
+    reduction hooks (which hang off AccumulateGrad): what accumulates and what is reduced
+    is already masked. The hook returns a new tensor, as the autograd docs require (a hook
+    must not modify its argument: autograd may hand the same tensor to another input).
     """
 
     backend = "single"
 
     def install_masking(self) -> None:
         for name, param in self._params.items():
-            if self.graddrop.plans[name].maskable and param.requires_grad:
+            if self.graddrop.may_be_masked(name) and param.requires_grad:
                 self._handles.append(param.register_hook(self._hook(name)))
 
     def _hook(self, name: str):

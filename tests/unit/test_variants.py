@@ -9,7 +9,7 @@ import torch
 
 from graddrop_dist import GradDrop, GradDropConfig
 from graddrop_dist.variants import is_trainable, layer_index, plan_parameter
-from tiny_models import tiny_xlmr
+from tiny_models import fixed_batches, tiny_xlmr
 
 WORD = "roberta.embeddings.word_embeddings.weight"
 LAYER0 = "roberta.encoder.layer.0.intermediate.dense.weight"
@@ -107,27 +107,43 @@ def test_row_and_tensor_granularity(granularity):
     assert any(not m.any() for m in masks) or granularity == "row"
 
 
+def train_one_step(model, optimizer):
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer.zero_grad()
+    model(**fixed_batches(1)[0]).loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    optimizer.step()
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    return grads, moved
+
+
 def test_head_only_trains_only_the_head():
-    model, _, _ = attached(method="head-only")
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable == {n for n, _ in model.named_parameters() if n.startswith("classifier.")}
+    model = tiny_xlmr()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    GradDrop(GradDropConfig(method="head-only")).attach(model, optimizer)
+    grads, moved = train_one_step(model, optimizer)
+    head = {n for n, _ in model.named_parameters() if n.startswith("classifier.")}
+    assert moved == head
+    assert all(not grads[n].any() for n in grads if n not in head)
 
 
 def test_gradual_unfreeze_adds_one_layer_per_epoch_top_down():
-    model, optimizer, graddrop = attached(steps_per_epoch=1, layers=3,
-                                          method="gradual-unfreeze")
+    model = tiny_xlmr(layers=3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    GradDrop(GradDropConfig(method="gradual-unfreeze")).attach(model, optimizer,
+                                                               steps_per_epoch=1)
 
-    def frozen_layers():
-        names = [n for n, p in model.named_parameters() if not p.requires_grad]
-        return sorted({layer_index(n) for n in names if layer_index(n) is not None}), \
-            any("embeddings" in n for n in names)
+    def trained_parts(moved):
+        return (sorted({layer_index(n) for n in moved if layer_index(n) is not None}),
+                any("embeddings" in n for n in moved),
+                all(n in moved for n, _ in model.named_parameters()
+                    if n.startswith("classifier.")))
 
-    assert frozen_layers() == ([0, 1, 2], True)
-    for expected in (([0, 1], True), ([0], True), ([], True), ([], False)):
-        optimizer.step()  # one step per epoch
-        assert frozen_layers() == expected
-    graddrop.detach()
-    assert all(p.requires_grad for p in model.parameters())
+    expected = [([], False, True), ([2], False, True), ([1, 2], False, True),
+                ([0, 1, 2], False, True), ([0, 1, 2], True, True)]
+    for epoch_parts in expected:  # one optimizer step per epoch
+        _, moved = train_one_step(model, optimizer)
+        assert trained_parts(moved) == epoch_parts
 
 
 def test_freezing_schedule_is_a_pure_function_of_epoch():
