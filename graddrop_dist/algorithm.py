@@ -8,10 +8,12 @@ or after accumulation, is the same operation.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import torch
 
+from graddrop_dist.backends.agreement import agree_at_attach, verify_masks
 from graddrop_dist.config import GradDropConfig
 from graddrop_dist.mask import canonical_name, keep_mask, mask_gradient
 from graddrop_dist.variants import (ParamPlan, is_trainable, mask_schedule, may_be_masked,
@@ -27,7 +29,8 @@ class GradDrop:
 
     def __init__(self, config: GradDropConfig | None = None, **overrides: Any) -> None:
         config = config or GradDropConfig()
-        self.config = config.replace(**overrides) if overrides else config
+        self.requested = config.replace(**overrides) if overrides else config
+        self.config = self.requested  # seed resolved at attach when requested.seed is None
         self.plans: dict[str, ParamPlan] = {}
         self.layers = 0
         self.steps_per_epoch: int | None = None
@@ -37,7 +40,7 @@ class GradDrop:
 
     # ----------------------------------------------------------------- attach / detach
     def attach(self, model, optimizer=None, *, steps_per_epoch: int | None = None) -> GradDrop:
-        from graddrop_dist.backends import adapter_for  # backends import this module
+        from graddrop_dist.backends import adapter_for
 
         if self._adapter is not None:
             raise RuntimeError("GradDrop is already attached; call detach() first")
@@ -47,6 +50,12 @@ class GradDrop:
         adapter = adapter_for(model, optimizer, self)
         self.plans = self._plan(adapter.named_parameter_shapes())
         self.layers = num_layers(self.plans.values())
+        self.config = self.requested
+        if adapter.distributed:
+            # Before any hook exists: a disagreement raises on every rank, no hang.
+            self.config = self.config.replace(seed=agree_at_attach(self, adapter))
+        elif self.config.seed is None:
+            self.config = self.config.replace(seed=secrets.randbelow(2**63))
         adapter.install()
         self._adapter = adapter
         return self
@@ -93,6 +102,10 @@ class GradDrop:
     def optimizer_stepped(self) -> None:
         """Called by the adapter after every optimizer step: the next mask is new."""
         self._step += 1
+        every = self.config.verify_every
+        if every and self._adapter is not None and self._adapter.distributed \
+                and self._step % every == 0:
+            verify_masks(self, self._adapter, self._step - 1)
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self._step, "epoch": self._epoch, "config": self.config.to_dict(),
@@ -100,6 +113,8 @@ class GradDrop:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved = GradDropConfig.from_dict(state["config"])
+        if self.requested.seed is None:  # a drawn seed is restored, not compared
+            self.config = self.config.replace(seed=saved.seed)
         if saved != self.config:
             changed = [k for k, v in saved.to_dict().items() if self.config.to_dict()[k] != v]
             raise ValueError(f"graddrop state was saved with a different config "

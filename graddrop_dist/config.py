@@ -32,8 +32,9 @@ class GradDropConfig:
     drop_rate: float = 0.5
     """p: probability that one gradient element is dropped (graddrop, graddrop-epoch,
     childtuning-f)."""
-    seed: int = 0
-    """Mask seed. Under a distributed backend rank 0's value is broadcast at attach."""
+    seed: int | None = 0
+    """Mask seed. null: rank 0 draws one at attach and broadcasts it (recorded in
+    GradDrop.config and its state_dict)."""
     rescale: bool | None = None
     """Multiply kept gradients by 1/(1-p). Default: on for childtuning-f, off otherwise."""
     granularity: Granularity = "element"
@@ -54,14 +55,19 @@ class GradDropConfig:
     """layer-graddrop: drop rate of the top encoder layer; linear in depth in between."""
     layers_per_epoch: int = 1
     """gradual-unfreeze: layer groups unfrozen per epoch, top down (embeddings last)."""
+    verify_every: int = 0
+    """Distributed: every K optimizer steps, gather a fingerprint of the masks from every
+    rank and raise on divergence (0: only the check at attach)."""
 
     def __post_init__(self) -> None:
         for name in ("drop_rate", "p_start", "p_bottom", "p_top"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"graddrop.{name}: must be in [0, 1], got {value}")
-        if not 0 <= self.seed < 2**63:
+        if self.seed is not None and not 0 <= self.seed < 2**63:
             raise ValueError(f"graddrop.seed: must be in [0, 2**63), got {self.seed}")
+        if self.verify_every < 0:
+            raise ValueError(f"graddrop.verify_every: must be >= 0, got {self.verify_every}")
         for name in ("unfreeze_epochs", "layers_per_epoch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"graddrop.{name}: must be >= 1, got {getattr(self, name)}")

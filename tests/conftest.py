@@ -9,3 +9,6 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("GRADDROP_CACHE", os.path.join(os.path.dirname(__file__), "..",
                                                      ".cache", "graddrop"))
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(os.path.dirname(__file__), "..",
+                                                           ".cache", "torch_extensions"))
+os.environ.setdefault("DS_ACCELERATOR", "cpu")

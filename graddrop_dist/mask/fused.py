@@ -38,6 +38,16 @@ _load_failed = False
 _pool: ThreadPoolExecutor | None = None
 
 
+def _forget_pool_in_child() -> None:
+    # A forked child inherits the pool object but not its threads: submitting to it
+    # would wait forever. Start a fresh pool on first use instead.
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
 def kernel_mode() -> str:
     mode = os.environ.get("GRADDROP_KERNEL", "auto")
     if mode not in ("auto", "fused", "reference"):

@@ -52,10 +52,15 @@ def test_fused_gradient_bitwise_equals_reference(offset, dtype, rescale, block):
 
 
 def test_in_place_and_large_chunked_paths_agree():
-    torch.set_num_threads(2)
-    grad = torch.randn(5_000_003, generator=torch.Generator().manual_seed(1))
-    expected = reference_mask_gradient(grad, **KEY, drop_rate=0.4, rescale=True, offset=9)
-    mask_gradient(grad, **KEY, drop_rate=0.4, rescale=True, offset=9, out=grad)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # several chunks on the thread pool
+    try:
+        grad = torch.randn(5_000_003, generator=torch.Generator().manual_seed(1))
+        expected = reference_mask_gradient(grad, **KEY, drop_rate=0.4, rescale=True,
+                                           offset=9)
+        mask_gradient(grad, **KEY, drop_rate=0.4, rescale=True, offset=9, out=grad)
+    finally:
+        torch.set_num_threads(threads)
     assert torch.equal(grad.view(torch.int32), expected.view(torch.int32))
 
 

@@ -1,0 +1,122 @@
+"""FSDP1 (FullyShardedDataParallel, every sharding strategy but the hybrid ones).
+
+FSDP1 reduces one flat gradient per unit. Its communication hook receives that full,
+unsharded, padded flat gradient (`hook(state, grad, output)`, or `hook(state, grad)` for
+NO_SHARD) before the reduce-scatter / all-reduce: the adapter masks every parameter's
+segment of it in place (the buffer is FSDP's own), then runs PyTorch's default hook.
+
+`register_comm_hook` hands the same state to every unit; the hook must know which flat
+parameter it sees, so after registering, each unit's `_comm_hook_state` is set to a state
+carrying that unit's layout (the same private field register_comm_hook writes).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.distributed.algorithms._comm_hooks import default_hooks
+from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
+
+from graddrop_dist.backends.base import Adapter
+
+HYBRID = {ShardingStrategy.HYBRID_SHARD, ShardingStrategy._HYBRID_SHARD_ZERO2}
+
+
+class _UnitState(default_hooks.DefaultState):
+    """DefaultState (gradient pre/post division) plus this unit's flat layout."""
+
+    def __init__(self, process_group, graddrop, segments):
+        super().__init__(process_group)
+        self.graddrop = graddrop
+        self.segments = segments  # (name, start, numel) in the flat gradient
+
+
+def _masking_hook(state: _UnitState, grad: torch.Tensor, output: torch.Tensor | None = None):
+    for name, start, numel in state.segments:
+        segment = grad[start:start + numel]
+        state.graddrop.mask_(name, segment, out=segment)
+    if output is None:
+        default_hooks.allreduce_hook(state, grad)
+    else:
+        default_hooks.reduce_scatter_hook(state, grad, output)
+
+
+def _units(root: FullyShardedDataParallel):
+    """(module path, FSDP unit) for every unit that owns a flat parameter."""
+    for path, module in root.named_modules():
+        if isinstance(module, FullyShardedDataParallel) and module._handle is not None:
+            yield path, module
+
+
+def _segments(path: str, unit: FullyShardedDataParallel):
+    flat = unit._handle.flat_param
+    names = iter(flat._fqns)
+    start = 0
+    for numel, is_padding in zip(flat._numels_with_padding, flat._is_padding_mask):
+        if not is_padding:
+            fqn = next(names)
+            yield (f"{path}.{fqn}" if path else fqn), start, numel
+        start += numel
+
+
+class FSDP1Adapter(Adapter):
+    backend = "fsdp1"
+    distributed = True
+
+    def __init__(self, model, optimizer, graddrop) -> None:
+        super().__init__(model, optimizer, graddrop)
+        for _, unit in _units(model):
+            if unit.sharding_strategy in HYBRID:
+                raise ValueError(f"GradDrop under FSDP1: sharding_strategy "
+                                 f"{unit.sharding_strategy.name} is not supported (FSDP1 has "
+                                 "no communication hook for hybrid sharding); allowed: "
+                                 "FULL_SHARD, SHARD_GRAD_OP, NO_SHARD")
+            mixed = unit.mixed_precision
+            if mixed is not None and mixed.reduce_dtype not in (None, mixed.param_dtype):
+                raise ValueError("GradDrop under FSDP1: mixed_precision.reduce_dtype must "
+                                 "equal param_dtype (the communication hook reduces in the "
+                                 "gradient's dtype)")
+
+    def named_parameter_shapes(self):
+        shapes = []
+        for path, unit in _units(self.model):
+            flat = unit._handle.flat_param
+            for (name, _, _), shape in zip(_segments(path, unit), flat._shapes):
+                shapes.append((name, tuple(shape)))
+        return shapes
+
+    def named_parameters(self):
+        raise NotImplementedError("FSDP1 parameters are read from the flat parameters")
+
+    def process_group(self):
+        return self.model.process_group
+
+    def install(self) -> None:
+        from graddrop_dist.mask import canonical_name
+
+        units = list(_units(self.model))
+        layouts = [[(canonical_name(n), s, k) for n, s, k in _segments(path, unit)]
+                   for path, unit in units]
+        layouts = [[seg for seg in layout if self.graddrop.may_be_masked(seg[0])]
+                   for layout in layouts]
+        if any(layouts):
+            from torch.distributed.fsdp._traversal_utils import _get_fsdp_states
+
+            self.model.register_comm_hook(None, _masking_hook)
+            for state in _get_fsdp_states(self.model):  # units without parameters too
+                state._comm_hook_state = _UnitState(state.process_group, self.graddrop, [])
+            for (_, unit), layout in zip(units, layouts):
+                unit._comm_hook_state = _UnitState(unit.process_group, self.graddrop, layout)
+            self._handles.append(_UnregisterCommHooks(self.model))
+        self.install_step_counter()
+
+
+class _UnregisterCommHooks:
+    def __init__(self, root) -> None:
+        self.root = root
+
+    def remove(self) -> None:
+        from torch.distributed.fsdp._traversal_utils import _get_fsdp_states
+
+        for state in _get_fsdp_states(self.root):
+            state._comm_hook = None
+            state._comm_hook_state = None

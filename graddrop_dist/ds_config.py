@@ -1,0 +1,75 @@
+"""DeepSpeed JSON with one source of truth: values the trainer owns are "auto" in the JSON
+and filled in here; a concrete value that disagrees with the trainer is an error naming
+the file and the key (DeepSpeed would otherwise silently train with the other value)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _walk(config: dict, dotted: str):
+    *parents, leaf = dotted.split(".")
+    node = config
+    for key in parents:
+        node = node.get(key)
+        if not isinstance(node, dict):
+            return None, leaf
+    return node, leaf
+
+
+def fill_ds_config(config: dict[str, Any], owned: dict[str, Any], *, source: str = "ds_config",
+                   client_optimizer: bool = False) -> dict[str, Any]:
+    """Return a copy of `config` with every owned value filled in or checked.
+
+    owned: dotted key -> the trainer's value, e.g. {"optimizer.params.lr": 2e-5}. Keys
+    absent from the JSON are added at the top level only (nested sections the user left
+    out stay out). client_optimizer: the caller passes its own optimizer, so an
+    "optimizer" section would conflict and is an error unless it is only "auto" values.
+    """
+    filled = copy.deepcopy(config)
+    if not isinstance(filled, dict):
+        raise ValueError(f"{source}: the top level must be a JSON object")
+    if client_optimizer and "optimizer" in filled:
+        del filled["optimizer"]  # the trainer builds the optimizer from its own config
+    for dotted, value in owned.items():
+        node, leaf = _walk(filled, dotted)
+        if node is None:
+            continue
+        if leaf not in node:
+            if "." not in dotted:
+                node[leaf] = value
+            continue
+        found = node[leaf]
+        if found == "auto":
+            node[leaf] = value
+        elif found != value and not (isinstance(found, (int, float))
+                                     and isinstance(value, (int, float))
+                                     and float(found) == float(value)):
+            raise ValueError(f"{source}: {dotted} is {found!r} but the trainer config says "
+                             f"{value!r}; set it to \"auto\" or to the same value")
+    leftover = [key for key, value in _flatten(filled) if value == "auto"]
+    if leftover:
+        raise ValueError(f"{source}: no trainer value fills \"auto\" at {', '.join(leftover)}")
+    return filled
+
+
+def _flatten(node, prefix=""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _flatten(value, f"{prefix}{key}.")
+    else:
+        yield prefix.rstrip("."), node
+
+
+def load_ds_config(path: str | Path, owned: dict[str, Any], **kwargs) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"ds_config: file not found: {path}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}:{error.lineno}: invalid JSON ({error.msg})") from None
+    return fill_ds_config(config, owned, source=str(path), **kwargs)

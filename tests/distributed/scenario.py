@@ -1,0 +1,105 @@
+"""One fine-tuning scenario, run by a single process (the reference) and by every backend
+on several ranks: tiny XLM-R, fixed global batches, AdamW, gradient accumulation 2."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from graddrop_dist import GradDrop, GradDropConfig, canonical_name
+from tiny_models import fixed_batches, tiny_xlmr
+
+STEPS = 3
+ACCUM = 2
+GLOBAL_MICRO_BATCH = 4  # examples per micro-batch summed over ranks
+LR = 1e-3
+DS_CONFIGS = Path(__file__).resolve().parents[2] / "ds_configs"
+
+# The consistency matrix of issue 3, plus the freezing baselines.
+MASKED_CASES = [dict(method=m, rescale=r) for m in ("graddrop", "layer-graddrop",
+                                                   "sparse-unfreeze") for r in (False, True)]
+FREEZING_CASES = [dict(method="head-only"), dict(method="gradual-unfreeze")]
+
+
+def graddrop_config(case: dict) -> GradDropConfig:
+    return GradDropConfig(seed=1234, drop_rate=0.5, p_start=0.8, unfreeze_epochs=2, **case)
+
+
+def micro_batches(rank: int = 0, world_size: int = 1):
+    """[step][micro] -> this rank's rows of the global micro-batch."""
+    batches = fixed_batches(STEPS * ACCUM, batch=GLOBAL_MICRO_BATCH)
+    per_rank = GLOBAL_MICRO_BATCH // world_size
+    rows = slice(rank * per_rank, (rank + 1) * per_rank)
+    return [[{k: v[rows] for k, v in batches[s * ACCUM + m].items()} for m in range(ACCUM)]
+            for s in range(STEPS)]
+
+
+class MaskRecorder:
+    """Records the keep bits GradDrop actually applies, whatever implementation is active,
+    by masking a tensor of ones with the same call: {(step, name): bool[numel]}."""
+
+    def __init__(self, graddrop: GradDrop) -> None:
+        self.graddrop = graddrop
+        self.masks: dict = {}
+        self.covered: dict = defaultdict(int)
+        applied = graddrop.mask_
+
+        def recording_mask_(name, grad, *, offset=0, out=None):
+            probe = applied(name, torch.ones(grad.numel()), offset=offset)
+            key = (graddrop.step, name)
+            if key not in self.masks:
+                self.masks[key] = torch.ones(graddrop.plans[name].numel, dtype=torch.bool)
+            self.masks[key][offset:offset + grad.numel()] = probe.view(-1) != 0
+            return applied(name, grad, offset=offset, out=out)
+
+        graddrop.mask_ = recording_mask_
+
+
+def new_model():
+    return tiny_xlmr(seed=0)
+
+
+def new_optimizer(params):
+    # eps=1e-3 keeps Adam's update linear in tiny gradients: with eps=1e-8, an element
+    # whose gradient nearly cancels (LayerNorm biases) turns the harmless difference in
+    # summation order between 1 and N ranks into a 1% change of its update.
+    return torch.optim.AdamW(params, lr=LR, eps=1e-3, weight_decay=0.0)
+
+
+def train_reference(case: dict):
+    """(final parameters, recorded masks) of the single-process run."""
+    model = new_model()
+    optimizer = new_optimizer(model.parameters())
+    graddrop = GradDrop(graddrop_config(case)).attach(model, optimizer, steps_per_epoch=1)
+    recorder = MaskRecorder(graddrop)
+    for step in micro_batches():
+        optimizer.zero_grad()
+        for batch in step:
+            (model(**batch).loss / ACCUM).backward()
+        optimizer.step()
+    return {n: p.detach().clone() for n, p in model.named_parameters()}, recorder.masks
+
+
+def canonical_state(named_tensors) -> dict[str, torch.Tensor]:
+    return {canonical_name(n): t.detach().clone().float() for n, t in named_tensors}
+
+
+def compare_parameters(params, reference, rtol=1e-5, atol=1e-6) -> None:
+    assert params.keys() == reference.keys()
+    for name in reference:
+        torch.testing.assert_close(params[name], reference[name], rtol=rtol, atol=atol,
+                                   msg=lambda m, n=name: f"{n}: {m}")
+
+
+def compare_masks(masks, reference) -> None:
+    assert masks.keys() == reference.keys(), sorted(set(masks) ^ set(reference))[:5]
+    for key in reference:
+        assert torch.equal(masks[key], reference[key]), f"mask differs at {key}"
+
+
+__all__ = ["ACCUM", "DS_CONFIGS", "FREEZING_CASES", "LR", "MASKED_CASES", "MaskRecorder",
+           "STEPS", "canonical_state", "compare_masks", "compare_parameters",
+           "graddrop_config", "micro_batches", "new_model", "new_optimizer",
+           "train_reference"]
