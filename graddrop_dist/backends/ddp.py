@@ -1,10 +1,22 @@
-"""DDP: mask in a tensor hook, which runs before the reducer's AccumulateGrad hook, so
-the bucketed all-reduce already carries masked gradients. With `no_sync()` accumulation
-every micro-batch is masked with the mask of the coming optimizer step."""
+"""DDP: mask each bucket in a communication hook, in place, right before its all-reduce.
+
+The bucket is DDP's own flat buffer, so masking it in place allocates nothing (a tensor
+hook must return a new tensor instead). With `no_sync()` accumulation the hook sees the
+accumulated gradient once, on the synchronising micro-batch; the mask is linear and
+shared by all micro-batches of the step, so that is the same as masking each one.
+
+DDP accepts one communication hook. If the model already has one (fp16 compression, a
+user's own), the adapter masks in tensor hooks instead, which run before the reducer's
+AccumulateGrad hook: the buckets are then filled with masked gradients and the user's
+hook reduces them.
+"""
 
 from __future__ import annotations
 
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
 from graddrop_dist.backends.base import TensorHookAdapter
+from graddrop_dist.mask import canonical_name
 
 
 class DDPAdapter(TensorHookAdapter):
@@ -16,3 +28,36 @@ class DDPAdapter(TensorHookAdapter):
 
     def process_group(self):
         return self.model.process_group
+
+    def install_masking(self) -> None:
+        if self.model._comm_hooks:  # DDP keeps the hooks it was given here
+            self.mode = "tensor hooks"
+            super().install_masking()
+            return
+        self.mode = "comm hook"
+        names = {id(param): canonical_name(name) for name, param in self.named_parameters()}
+        state = _BucketMasking(self.graddrop, names, self.model.process_group)
+        self.model.register_comm_hook(state, _mask_bucket_then_allreduce)
+        # DDP cannot unregister a comm hook: detach() turns it into the plain all-reduce.
+        self._handles.append(state)
+
+
+class _BucketMasking:
+    def __init__(self, graddrop, names, process_group) -> None:
+        self.graddrop = graddrop
+        self.names = names
+        self.process_group = process_group
+        self.active = True
+
+    def remove(self) -> None:
+        self.active = False
+
+
+def _mask_bucket_then_allreduce(state: _BucketMasking, bucket):
+    if state.active:
+        for param, grad in zip(bucket.parameters(), bucket.gradients()):
+            name = state.names[id(param)]
+            if state.graddrop.may_be_masked(name):
+                flat = grad.view(-1)
+                state.graddrop.mask_(name, flat, out=flat)
+    return allreduce_hook(state.process_group, bucket)

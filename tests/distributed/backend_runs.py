@@ -1,20 +1,26 @@
-"""The scenario of scenario.py on each backend, run inside a rank (see multirank.py)."""
+"""The scenario of scenario.py on each backend, run inside a rank (graddrop_dist.testing.run_ranks)."""
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import json
 
 import torch
 
 from graddrop_dist import GradDrop
-from scenario import (ACCUM, DS_CONFIGS, MaskRecorder, canonical_state, graddrop_config,
-                      micro_batches, new_model, new_optimizer)
+from graddrop_dist.backends.wrap import TrainingSetup, wrap
+from graddrop_dist.ds_config import load_ds_config
+from scenario import (ACCUM, DS_CONFIGS, MaskRecorder, graddrop_config, micro_batches,
+                      new_model, new_optimizer)
 
-BACKENDS = ["ddp", "fsdp1-full", "fsdp1-grad-op", "fsdp1-no-shard", "fsdp2", "zero1",
+# fsdp1-full uses original parameters (alignment padding inside the flat parameter),
+# the other two strategies the classic flat parameter: both layouts are covered.
+# ddp-tensor-hooks: a DDP model that already has a comm hook, so GradDrop masks in tensor
+# hooks instead of its own comm hook.
+BACKENDS = ["ddp", "ddp-tensor-hooks", "fsdp1-full", "fsdp1-grad-op", "fsdp1-no-shard", "fsdp2", "zero1",
             "zero2", "zero3"]
+_FSDP1 = {"fsdp1-full": ("FULL_SHARD", True), "fsdp1-grad-op": ("SHARD_GRAD_OP", False),
+          "fsdp1-no-shard": ("NO_SHARD", False)}
 
 
 def _layer_class():
@@ -23,119 +29,40 @@ def _layer_class():
     return XLMRobertaLayer
 
 
-class Run:
-    """Wraps a fresh tiny model for `backend`; exposes micro-step, step and parameters."""
+def setup(name: str, world_size: int) -> TrainingSetup:
+    model = new_model()
+    common = dict(make_optimizer=new_optimizer, layer_classes=(_layer_class(),),
+                  accumulation=ACCUM)
+    if name in _FSDP1:
+        strategy, orig = _FSDP1[name]
+        return wrap(model, "fsdp1", fsdp1_strategy=strategy, fsdp1_use_orig_params=orig,
+                    **common)
+    if name.startswith("zero"):
+        micro = micro_batches(0, world_size)[0][0]["input_ids"].shape[0]
+        config = load_ds_config(DS_CONFIGS / f"{name}.json", {
+            "train_micro_batch_size_per_gpu": micro, "gradient_accumulation_steps": ACCUM,
+            "gradient_clipping": 0.0, "bf16.enabled": False}, client_optimizer=True)
+        return wrap(model, "deepspeed", ds_config=config, **common)
+    if name == "ddp-tensor-hooks":
+        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
-    def __init__(self, backend: str, world_size: int, steps_per_epoch: int = 1) -> None:
-        self.backend = backend
-        model = new_model()
-        if backend == "ddp":
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.model = DistributedDataParallel(model)
-            self.optimizer = new_optimizer(self.model.parameters())
-        elif backend.startswith("fsdp1"):
-            from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
-            from torch.distributed.fsdp.wrap import ModuleWrapPolicy
-
-            strategy = {"full": ShardingStrategy.FULL_SHARD,
-                        "grad-op": ShardingStrategy.SHARD_GRAD_OP,
-                        "no-shard": ShardingStrategy.NO_SHARD}[backend.split("-", 1)[1]]
-            self.model = FullyShardedDataParallel(
-                model, sharding_strategy=strategy, device_id=torch.device("cpu"),
-                auto_wrap_policy=ModuleWrapPolicy({_layer_class()}))
-            self.optimizer = new_optimizer(self.model.parameters())
-        elif backend == "fsdp2":
-            from torch.distributed.fsdp import fully_shard
-
-            for layer in model.roberta.encoder.layer:
-                fully_shard(layer)
-            self.model = fully_shard(model)
-            self.optimizer = new_optimizer(self.model.parameters())
-        elif backend.startswith("zero"):
-            import deepspeed
-
-            from graddrop_dist.ds_config import load_ds_config
-
-            config = load_ds_config(DS_CONFIGS / f"{backend}.json", {
-                "train_micro_batch_size_per_gpu": micro_batches(0, world_size)[0][0][
-                    "input_ids"].shape[0],
-                "gradient_accumulation_steps": ACCUM, "gradient_clipping": 0.0,
-                "bf16.enabled": False}, client_optimizer=True)
-            self.model, self.optimizer, _, _ = deepspeed.initialize(
-                model=model, optimizer=new_optimizer(model.parameters()), config=config)
-        else:
-            raise ValueError(backend)
-        self.steps_per_epoch = steps_per_epoch
-
-    def attach(self, graddrop: GradDrop) -> GradDrop:
-        optimizer = None if self.backend.startswith("zero") else self.optimizer
-        return graddrop.attach(self.model, optimizer, steps_per_epoch=self.steps_per_epoch)
-
-    def train_step(self, micro) -> None:
-        if self.backend.startswith("zero"):
-            for batch in micro:
-                self.model.backward(self.model(**batch).loss)
-                self.model.step()
-            return
-        self.optimizer.zero_grad()
-        for index, batch in enumerate(micro):
-            last = index == len(micro) - 1
-            with self._accumulate(last):
-                (self.model(**batch).loss / ACCUM).backward()
-        self.optimizer.step()
-
-    def _accumulate(self, last: bool):
-        """Skip the reduction on all but the last micro-batch where the backend can."""
-        if last:
-            return contextlib.nullcontext()
-        if self.backend == "ddp" or self.backend.startswith("fsdp1"):
-            return self.model.no_sync()
-        if self.backend == "fsdp2":
-            return _fsdp2_no_sync(self.model)
-        return contextlib.nullcontext()
-
-    def parameters(self) -> dict[str, torch.Tensor]:
-        if self.backend == "ddp":
-            return canonical_state(self.model.module.named_parameters())
-        if self.backend.startswith("fsdp"):
-            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
-                                                                 get_model_state_dict)
-
-            state = get_model_state_dict(self.model, options=StateDictOptions(
-                full_state_dict=True))
-            return canonical_state(state.items())
-        if self.backend == "zero3":
-            import deepspeed
-
-            params = list(self.model.module.parameters())
-            with deepspeed.zero.GatheredParameters(params):
-                return canonical_state(self.model.module.named_parameters())
-        return canonical_state(self.model.module.named_parameters())
-
-    def close(self) -> None:
-        if self.backend.startswith("zero"):
-            self.model.destroy()
-        del self.model, self.optimizer
-        gc.collect()
+        run = wrap(model, "ddp", **common)
+        run.model.register_comm_hook(None, allreduce_hook)
+        return run
+    return wrap(model, name, **common)
 
 
-@contextlib.contextmanager
-def _fsdp2_no_sync(model):
-    model.set_requires_gradient_sync(False)
-    try:
-        yield
-    finally:
-        model.set_requires_gradient_sync(True)
+def attach(run: TrainingSetup, graddrop: GradDrop) -> GradDrop:
+    return graddrop.attach(run.model, run.graddrop_optimizer(), steps_per_epoch=1)
 
 
 def train_cases(rank, world_size, backend, cases, sabotage=None, verify_every=0):
     """Train every case on `backend`; return [(parameters, masks)] (parameters on rank 0)."""
     results = []
     for case in cases:
-        run = Run(backend, world_size)
-        config = graddrop_config(case).replace(verify_every=verify_every)
-        graddrop = run.attach(GradDrop(config))
+        run = setup(backend, world_size)
+        graddrop = attach(run, GradDrop(graddrop_config(case).replace(
+            verify_every=verify_every)))
         if sabotage == "seed":  # bypass agreement: every rank draws its own masks
             graddrop.config = graddrop.config.replace(seed=1000 + rank)
         elif sabotage == "rng":
@@ -143,7 +70,7 @@ def train_cases(rank, world_size, backend, cases, sabotage=None, verify_every=0)
         recorder = MaskRecorder(graddrop)
         for micro in micro_batches(rank, world_size):
             run.train_step(micro)
-        parameters = run.parameters()
+        parameters = {n: p.float() for n, p in run.full_parameters().items()}
         results.append((parameters if rank == 0 else None, recorder.masks))
         graddrop.detach()
         run.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from graddrop_dist import GradDrop, GradDropConfig, canonical_name
+from graddrop_dist import GradDrop, GradDropConfig
 from tiny_models import fixed_batches, tiny_xlmr
 
 STEPS = 3
@@ -82,10 +82,6 @@ def train_reference(case: dict):
     return {n: p.detach().clone() for n, p in model.named_parameters()}, recorder.masks
 
 
-def canonical_state(named_tensors) -> dict[str, torch.Tensor]:
-    return {canonical_name(n): t.detach().clone().float() for n, t in named_tensors}
-
-
 def compare_parameters(params, reference, rtol=1e-5, atol=1e-6) -> None:
     assert params.keys() == reference.keys()
     for name in reference:
@@ -100,6 +96,6 @@ def compare_masks(masks, reference) -> None:
 
 
 __all__ = ["ACCUM", "DS_CONFIGS", "FREEZING_CASES", "LR", "MASKED_CASES", "MaskRecorder",
-           "STEPS", "canonical_state", "compare_masks", "compare_parameters",
+           "STEPS", "compare_masks", "compare_parameters",
            "graddrop_config", "micro_batches", "new_model", "new_optimizer",
            "train_reference"]

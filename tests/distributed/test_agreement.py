@@ -6,21 +6,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backend_runs import Run, train_cases
+from backend_runs import attach, setup, train_cases
 from graddrop_dist import GradDrop
 from graddrop_dist.backends.agreement import RankDisagreement
-from multirank import DistributedTest, RankFailure
+from graddrop_dist.testing import DistributedTest, RankFailure
 from scenario import MASKED_CASES, graddrop_config
 
 
 def attach_with(rank, world_size, backend, per_rank_overrides, start_steps=(0, 0)):
     """Attach on every rank with its own config; return each rank's error or its seed."""
-    run = Run(backend, world_size)
+    run = setup(backend, world_size)
     graddrop = GradDrop(graddrop_config(dict(method="graddrop")).replace(
         **per_rank_overrides[rank]))
     graddrop.set_step(start_steps[rank])
     try:
-        run.attach(graddrop)
+        attach(run, graddrop)
     except RankDisagreement as error:
         return "error", str(error)
     finally:
@@ -53,8 +53,8 @@ class TestAgreementAtAttach(DistributedTest):
 
 
 def sabotage_rank_one_seed(rank, world_size):
-    run = Run("ddp", world_size)
-    graddrop = run.attach(GradDrop(graddrop_config(dict(method="graddrop")).replace(
+    run = setup("ddp", world_size)
+    graddrop = attach(run, GradDrop(graddrop_config(dict(method="graddrop")).replace(
         verify_every=2)))
     if rank == 1:
         graddrop.config = graddrop.config.replace(seed=99)
@@ -86,7 +86,7 @@ class TestPeriodicVerification(DistributedTest):
 
 
 def fsdp2_on_one_rank(rank, world_size):
-    Run("fsdp2", world_size).attach(GradDrop(graddrop_config(dict(method="graddrop"))))
+    attach(setup("fsdp2", world_size), GradDrop(graddrop_config(dict(method="graddrop"))))
 
 
 @pytest.mark.distributed

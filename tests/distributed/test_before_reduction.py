@@ -10,9 +10,9 @@ import torch
 import torch.distributed as dist
 import torch.distributed.distributed_c10d as c10d
 
-from backend_runs import BACKENDS, Run
+from backend_runs import BACKENDS, attach, setup
 from graddrop_dist import GradDrop
-from multirank import DistributedTest
+from graddrop_dist.testing import DistributedTest
 from scenario import graddrop_config, micro_batches
 
 REDUCTIONS = ("all_reduce", "all_reduce_coalesced", "reduce", "reduce_scatter",
@@ -59,9 +59,11 @@ class ReductionSpy:
 
 
 def zero_fraction(rank, world_size, backend, method):
-    run = Run(backend, world_size)
+    run = setup(backend, world_size)
     spy = ReductionSpy()
-    if backend == "ddp":  # the reducer is C++: look at its buckets through a comm hook
+    if backend == "ddp" and method == "full":
+        # No GradDrop comm hook, so DDP's C++ reducer all-reduces: look at its buckets
+        # through a comm hook of our own.
         from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
         def bucket_spy(state, bucket):
@@ -69,7 +71,7 @@ def zero_fraction(rank, world_size, backend, method):
             return allreduce_hook(state, bucket)
 
         run.model.register_comm_hook(None, bucket_spy)
-    run.attach(GradDrop(graddrop_config(dict(method=method)).replace(drop_rate=0.9)))
+    attach(run, GradDrop(graddrop_config(dict(method=method)).replace(drop_rate=0.9)))
     spy.install()
     try:
         for micro in micro_batches(rank, world_size):

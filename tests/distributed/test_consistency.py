@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from backend_runs import BACKENDS, train_cases
-from multirank import DistributedTest
+from graddrop_dist.testing import DistributedTest
 from scenario import (FREEZING_CASES, MASKED_CASES, compare_masks, compare_parameters,
                       train_reference)
 
