@@ -21,10 +21,16 @@ DS_CONFIGS = Path(__file__).resolve().parents[2] / "ds_configs"
 MASKED_CASES = [dict(method=m, rescale=r) for m in ("graddrop", "layer-graddrop",
                                                    "sparse-unfreeze") for r in (False, True)]
 FREEZING_CASES = [dict(method="head-only"), dict(method="gradual-unfreeze")]
+# Options that interact with how a backend cuts a parameter into shards.
+OPTION_CASES = [dict(method="graddrop", granularity="row"),
+                dict(method="graddrop", granularity="tensor", drop_rate=0.3),
+                dict(method="graddrop", include=["*.encoder.*"], exclude=["*.LayerNorm.*"]),
+                dict(method="graddrop-epoch"), dict(method="childtuning-f")]
 
 
 def graddrop_config(case: dict) -> GradDropConfig:
-    return GradDropConfig(seed=1234, drop_rate=0.5, p_start=0.8, unfreeze_epochs=2, **case)
+    return GradDropConfig(**{**dict(seed=1234, drop_rate=0.5, p_start=0.8, unfreeze_epochs=2),
+                             **case})
 
 
 def micro_batches(rank: int = 0, world_size: int = 1):
@@ -95,7 +101,7 @@ def compare_masks(masks, reference) -> None:
         assert torch.equal(masks[key], reference[key]), f"mask differs at {key}"
 
 
-__all__ = ["ACCUM", "DS_CONFIGS", "FREEZING_CASES", "LR", "MASKED_CASES", "MaskRecorder",
+__all__ = ["ACCUM", "DS_CONFIGS", "FREEZING_CASES", "LR", "MASKED_CASES", "MaskRecorder", "OPTION_CASES",
            "STEPS", "compare_masks", "compare_parameters",
            "graddrop_config", "micro_batches", "new_model", "new_optimizer",
            "train_reference"]

@@ -7,15 +7,15 @@ import pytest
 
 from backend_runs import BACKENDS, train_cases
 from graddrop_dist.testing import DistributedTest
-from scenario import (FREEZING_CASES, MASKED_CASES, compare_masks, compare_parameters,
-                      train_reference)
+from scenario import (FREEZING_CASES, MASKED_CASES, OPTION_CASES, compare_masks,
+                      compare_parameters, train_reference)
 
 CASES = MASKED_CASES + FREEZING_CASES
 _references: dict = {}
 
 
 def reference(case: dict):
-    key = tuple(sorted(case.items()))
+    key = repr(sorted(case.items()))
     if key not in _references:
         _references[key] = train_reference(case)
     return _references[key]
@@ -37,6 +37,10 @@ class TestEveryBackendMatchesOneProcess(DistributedTest):
     @pytest.mark.parametrize("backend", BACKENDS)
     def test_two_ranks_equal_single_process(self, backend):
         assert_matches_reference(CASES, self.run(train_cases, backend, CASES))
+
+    @pytest.mark.parametrize("backend", ["fsdp1-full", "fsdp2", "zero3"])
+    def test_granularity_patterns_and_other_variants(self, backend):
+        assert_matches_reference(OPTION_CASES, self.run(train_cases, backend, OPTION_CASES))
 
 
 @pytest.mark.distributed
