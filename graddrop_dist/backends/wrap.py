@@ -27,6 +27,9 @@ class TrainingSetup:
     model: torch.nn.Module  # the wrapper (DDP / FSDP / engine), or the module itself
     optimizer: object
     accumulation: int = 1
+    scheduler: object = None  # stepped here, or by the DeepSpeed engine
+    max_grad_norm: float = 0.0  # clipping after masking (DeepSpeed: its own config)
+    autocast_dtype: torch.dtype | None = None
 
     @property
     def is_deepspeed(self) -> bool:
@@ -56,11 +59,35 @@ class TrainingSetup:
         self.optimizer.zero_grad(set_to_none=True)
         for index, batch in enumerate(micro_batches):
             with self.no_sync(last=index == len(micro_batches) - 1):
-                loss = loss_fn(self.model(**batch))
+                with self.autocast():
+                    loss = loss_fn(self.model(**batch))
                 (loss / len(micro_batches)).backward()
             total += float(loss.detach())
+        if self.max_grad_norm > 0:
+            self.clip_gradients()
         self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
         return total / len(micro_batches)
+
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cpu" if not torch.cuda.is_available() else "cuda",
+                              dtype=self.autocast_dtype)
+
+    def clip_gradients(self) -> None:
+        """Clip the (already masked) gradients to max_grad_norm."""
+        if self.backend == "fsdp1":
+            self.model.clip_grad_norm_(self.max_grad_norm)
+        else:
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in self.model.parameters() if p.grad is not None],
+                self.max_grad_norm)
+
+    def current_lr(self) -> float:
+        groups = self.optimizer.param_groups
+        return float(groups[0]["lr"]) if groups else 0.0
 
     def no_sync(self, last: bool):
         """Skip the gradient reduction on all but the last micro-batch, where supported."""
@@ -110,6 +137,8 @@ def _fsdp2_no_sync(model):
 
 
 def wrap(model: torch.nn.Module, backend: str, *, make_optimizer: Callable,
+         make_scheduler: Callable | None = None, max_grad_norm: float = 0.0,
+         autocast_dtype: torch.dtype | None = None,
          layer_classes: tuple[type, ...] = (), accumulation: int = 1,
          fsdp1_strategy: str = "FULL_SHARD", fsdp1_use_orig_params: bool = True,
          ds_config: dict | None = None,
@@ -119,15 +148,21 @@ def wrap(model: torch.nn.Module, backend: str, *, make_optimizer: Callable,
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     device = device or torch.device("cpu")
+
+    def finish(wrapped) -> TrainingSetup:
+        # Frozen (requires_grad=False) parameters get no optimizer state.
+        optimizer = make_optimizer([p for p in wrapped.parameters() if p.requires_grad])
+        scheduler = make_scheduler(optimizer) if make_scheduler else None
+        return TrainingSetup(backend, wrapped, optimizer, accumulation, scheduler,
+                             max_grad_norm, autocast_dtype)
+
     if backend == "single":
-        return TrainingSetup(backend, model, make_optimizer(model.parameters()), accumulation)
+        return finish(model.to(device))
     if backend == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [device.index] if device.type == "cuda" else None
-        wrapped = DistributedDataParallel(model.to(device), device_ids=ids)
-        return TrainingSetup(backend, wrapped, make_optimizer(wrapped.parameters()),
-                             accumulation)
+        return finish(DistributedDataParallel(model.to(device), device_ids=ids))
     if backend == "fsdp1":
         from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
         from torch.distributed.fsdp.wrap import ModuleWrapPolicy
@@ -135,12 +170,10 @@ def wrap(model: torch.nn.Module, backend: str, *, make_optimizer: Callable,
         if fsdp1_strategy not in FSDP1_STRATEGIES:
             raise ValueError(f"fsdp1_strategy: expected one of {', '.join(FSDP1_STRATEGIES)}, "
                              f"got {fsdp1_strategy!r}")
-        wrapped = FullyShardedDataParallel(
+        return finish(FullyShardedDataParallel(
             model, sharding_strategy=ShardingStrategy[fsdp1_strategy], device_id=device,
             auto_wrap_policy=ModuleWrapPolicy(set(layer_classes)) if layer_classes else None,
-            use_orig_params=fsdp1_use_orig_params)
-        return TrainingSetup(backend, wrapped, make_optimizer(wrapped.parameters()),
-                             accumulation)
+            use_orig_params=fsdp1_use_orig_params))
     if backend == "fsdp2":
         from torch.distributed.fsdp import fully_shard
 
@@ -148,13 +181,13 @@ def wrap(model: torch.nn.Module, backend: str, *, make_optimizer: Callable,
         for module in list(model.modules()):
             if layer_classes and isinstance(module, layer_classes):
                 fully_shard(module)
-        wrapped = fully_shard(model)
-        return TrainingSetup(backend, wrapped, make_optimizer(wrapped.parameters()),
-                             accumulation)
+        return finish(fully_shard(model))
     import deepspeed
 
     if ds_config is None:
         raise ValueError("backend deepspeed needs ds_config")
-    engine, optimizer, _, _ = deepspeed.initialize(
-        model=model, optimizer=make_optimizer(model.parameters()), config=ds_config)
-    return TrainingSetup(backend, engine, optimizer, accumulation)
+    engine, optimizer, _, scheduler = deepspeed.initialize(
+        model=model, optimizer=make_optimizer([p for p in model.parameters()
+                                               if p.requires_grad]),
+        lr_scheduler=make_scheduler, config=ds_config)
+    return TrainingSetup(backend, engine, optimizer, accumulation, scheduler)

