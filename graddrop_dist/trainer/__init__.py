@@ -1,0 +1,1 @@
+"""The graddrop-train job: config, data, loop, evaluation, checkpoints, export."""

@@ -1,0 +1,91 @@
+"""graddrop-train CONFIG.yaml [section.key=value ...] [--resume]
+
+Validates the whole config before any process group starts (a bad value is one line on
+stderr and exit status 2), finds its rank from torchrun / deepspeed / mpirun / Slurm
+variables, runs the job, and shuts the process group down cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+import sys
+import warnings
+from datetime import timedelta
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="graddrop-train", description=__doc__.splitlines()[0])
+    parser.add_argument("config", nargs="?", help="YAML job config (configs/*.yaml)")
+    parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=2e-5")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the latest complete checkpoint in output.dir")
+    return parser.parse_args(argv)
+
+
+def quiet_non_zero_rank() -> None:
+    warnings.filterwarnings("ignore")
+    for name in ("transformers", "deepspeed", "DeepSpeed", "torch.distributed"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def init_process_group(world_size: int, timeout_s: int) -> None:
+    import torch
+    import torch.distributed as dist
+
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from graddrop_dist.trainer.config import ConfigError, load_job_config
+    from launcher.discovery import discover_rank, export_rank_env
+
+    try:
+        config = load_job_config(args.config, args.overrides)
+        info = discover_rank()
+    except (ConfigError, ValueError) as error:
+        print(f"graddrop-train: error: {error}", file=sys.stderr)
+        return 2
+    if config.backend.name == "single" and info.world_size > 1:
+        print(f"graddrop-train: error: backend.name: single runs one process, but "
+              f"{info.world_size} ranks were started; allowed with several ranks: ddp, "
+              "fsdp1, fsdp2, deepspeed", file=sys.stderr)
+        return 2
+    if info.rank != 0:
+        quiet_non_zero_rank()
+    distributed = config.backend.name != "single"
+    if distributed:
+        export_rank_env(info)
+        init_process_group(info.world_size, config.backend.timeout_s)
+    from graddrop_dist.trainer.loop import run_job
+
+    try:
+        run_job(config, rank=info.rank, world_size=info.world_size, resume=args.resume)
+    except ValueError as error:  # data / resume problems found after start: one line
+        print(f"graddrop-train: error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        gc.collect()
+        if distributed:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
