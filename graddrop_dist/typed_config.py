@@ -54,6 +54,12 @@ def _coerce(value: Any, annotation: Any) -> Any:
     if annotation is int:
         return value if isinstance(value, int) and not isinstance(value, bool) else _MISSING
     if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads 2e-5 (no dot) as a string
+            try:
+                return float(value) if value.strip().lower() not in ("nan", "inf", "-inf",
+                                                                      "+inf") else _MISSING
+            except ValueError:
+                return _MISSING
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         return float(value) if ok else _MISSING
     if annotation is str:

@@ -120,7 +120,10 @@ class OutputConfig:
     """Optimizer steps between checkpoints (0: only at the end of every epoch)."""
     keep_checkpoints: int = 2
     export_hf: bool = True
-    """Write a consolidated Hugging Face checkpoint (save_pretrained) of the best model."""
+    """Write a consolidated Hugging Face checkpoint (save_pretrained) of the best model
+    (by training-language dev accuracy) to <dir>/best_model."""
+    export_final: bool = False
+    """Also export the model at the end of the run to <dir>/final_model."""
     tensorboard: bool = True
 
     def __post_init__(self) -> None:

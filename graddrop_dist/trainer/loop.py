@@ -163,6 +163,8 @@ def run_job(config: JobConfig, *, rank: int, world_size: int, resume: bool = Fal
     if not state["history"] or state["history"][-1]["global_step"] != state["global_step"]:
         evaluate_and_record(state["epoch"])  # the end of a run cut by max_steps
     final = state["history"][-1]
+    if config.output.export_final:
+        export_pretrained(setup, tokenizer, output / "final_model", rank=rank)
     results = {"task": task.summary(), "config": config.to_dict(),
                "world_size": world_size, "steps": state["global_step"],
                "best_epoch": state["best"]["epoch"], "best": state["best"], "final": final,

@@ -20,7 +20,7 @@ def test_defaults_are_documented_values():
     (dict(granularity="column"), "graddrop.granularity", "element, row, tensor"),
     (dict(drop_rate=1.5), "graddrop.drop_rate", "[0, 1]"),
     (dict(p_top=-0.1), "graddrop.p_top", "[0, 1]"),
-    (dict(drop_rate="0.5"), "graddrop.drop_rate", "float"),
+    (dict(drop_rate="half"), "graddrop.drop_rate", "float"),
     (dict(seed=1.5), "graddrop.seed", "int"),
     (dict(seed=-1), "graddrop.seed", "2**63"),
     (dict(rescale="yes"), "graddrop.rescale", "bool"),

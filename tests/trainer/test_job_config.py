@@ -1,0 +1,98 @@
+"""Job config and CLI errors: one line naming the field, before any process group."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from graddrop_dist.ds_config import fill_ds_config, load_ds_config
+from graddrop_dist.trainer.config import ConfigError, load_job_config
+
+
+def write(tmp_path, data, name="job.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+@pytest.mark.parametrize("data,overrides,message", [
+    ({"trainer": {}}, [], "config: unknown section 'trainer'; allowed sections: model"),
+    ({"train": {"learning_rate": 1}}, [], "train: unknown field 'learning_rate'; allowed"),
+    ({"train": {"lr": "fast"}}, [], "train.lr: expected float, got 'fast'"),
+    ({"train": {"epochs": 0}}, [], "train.epochs: must be >= 1, got 0"),
+    ({"train": {"precision": "fp16"}}, [], "train.precision: expected one of fp32, bf16"),
+    ({"backend": {"name": "horovod"}}, [], "backend.name: expected one of single, ddp"),
+    ({"backend": {"name": "deepspeed"}}, [], "backend.ds_config: required when"),
+    ({"graddrop": {"method": "dropout"}}, [], "graddrop.method: expected one of full"),
+    ({}, ["train.lr"], "expected section.key=value"),
+    ({}, ["lr=3"], "expected section.key=value"),
+    ({}, ["train.lr=[1"], "the value is not valid YAML"),
+    ({}, ["graddrop.drop_rate=2"], "graddrop.drop_rate: must be in [0, 1], got 2.0"),
+])
+def test_config_errors_are_one_line(tmp_path, data, overrides, message):
+    with pytest.raises(ConfigError) as error:
+        load_job_config(write(tmp_path, data), overrides)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = write(tmp_path, "train:\n  lr: 1\n  epochs: [2\n")
+    with pytest.raises(ConfigError, match=r"job.yaml:\d+: invalid YAML"):
+        load_job_config(path)
+
+
+def test_overrides_are_typed_and_win(tmp_path):
+    config = load_job_config(write(tmp_path, {"train": {"lr": 1e-5}}),
+                             ["train.lr=2e-5", "graddrop.include=[encoder.*]",
+                              "backend.name=fsdp2", "graddrop.seed=null"])
+    assert config.train.lr == 2e-5 and config.graddrop.include == ("encoder.*",)
+    assert config.backend.name == "fsdp2" and config.graddrop.seed is None
+
+
+def test_cli_rejects_bad_config_before_any_process_group(tmp_path):
+    path = write(tmp_path, {"backend": {"name": "ddp"}, "train": {"lr": -1}})
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": "1"}  # a process group would hang waiting for rank 1
+    result = subprocess.run([sys.executable, "-m", "graddrop_dist.trainer", str(path)],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "graddrop-train: error: train.lr: must be > 0, got -1.0"
+    assert not list(tmp_path.glob("runs*"))
+
+
+def test_ds_config_auto_values_are_filled_and_conflicts_named(tmp_path):
+    owned = {"train_micro_batch_size_per_gpu": 8, "optimizer.params.lr": 2e-5}
+    filled = fill_ds_config({"train_micro_batch_size_per_gpu": "auto",
+                             "optimizer": {"params": {"lr": "auto"}}}, owned)
+    assert filled["train_micro_batch_size_per_gpu"] == 8
+    assert filled["optimizer"]["params"]["lr"] == 2e-5
+    path = tmp_path / "zero.json"
+    path.write_text(json.dumps({"train_micro_batch_size_per_gpu": 16}))
+    with pytest.raises(ValueError, match="zero.json: train_micro_batch_size_per_gpu is 16 "
+                                         "but the trainer config says 8"):
+        load_ds_config(path, owned)
+    path.write_text('{\n  "zero_optimization": {"stage": 3,}\n}')
+    with pytest.raises(ValueError, match=r"zero.json:2: invalid JSON"):
+        load_ds_config(path, owned)
+    path.write_text(json.dumps({"gradient_clipping": "auto"}))
+    with pytest.raises(ValueError, match="no trainer value fills \"auto\" at gradient_clipping"):
+        load_ds_config(path, owned)
+
+
+def test_shipped_ds_configs_fill_completely():
+    from pathlib import Path
+
+    owned = {"train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 2,
+             "gradient_clipping": 1.0, "bf16.enabled": False, "optimizer.params.lr": 1e-5,
+             "optimizer.params.weight_decay": 0.01}
+    folder = Path(__file__).resolve().parents[2] / "ds_configs"
+    stages = {}
+    for path in sorted(folder.glob("*.json")):
+        filled = load_ds_config(path, owned)
+        stages[path.stem] = filled["zero_optimization"]["stage"]
+    assert stages == {"zero0": 0, "zero1": 1, "zero2": 2, "zero3": 3, "zero3_offload": 3}
