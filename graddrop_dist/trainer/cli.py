@@ -50,6 +50,9 @@ def init_process_group(world_size: int, timeout_s: int) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    # DeepSpeed calls torch collectives PyTorch has renamed: one warning per step otherwise.
+    warnings.filterwarnings("ignore", category=FutureWarning,
+                            message=r".*torch\.distributed\.\w+` is deprecated")
     from graddrop_dist.trainer.config import ConfigError, load_job_config
     from launcher.discovery import discover_rank, export_rank_env
 
