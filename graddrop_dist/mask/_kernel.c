@@ -67,6 +67,17 @@ static void mask_f32_elements(const float *in, float *out, int64_t n, uint32_t l
 }
 
 __attribute__((target_clones("avx512f", "avx2", "default")))
+static void mask_bf16_elements(const uint16_t *in, uint16_t *out, int64_t n, uint32_t lo0,
+                               uint32_t k0, uint32_t hk, uint32_t threshold, float scale,
+                               int rescale) {
+    for (int64_t j = 0; j < n; ++j) {
+        uint32_t u = mix(mix((lo0 + (uint32_t)j) ^ k0) ^ hk);
+        uint16_t kept = rescale ? f32_to_bf16(bf16_to_f32(in[j]) * scale) : in[j];
+        out[j] = u >= threshold ? kept : 0;
+    }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
 static void keep_elements(uint8_t *keep, int64_t n, uint32_t lo0, uint32_t k0,
                           uint32_t hk, uint32_t threshold) {
     for (int64_t j = 0; j < n; ++j) {
@@ -88,35 +99,48 @@ static void keep_elements(uint8_t *keep, int64_t n, uint32_t lo0, uint32_t k0,
         done += len;                                                              \
     }
 
+/* Elements from index j that share the draw of block *c (at most n - j of them). */
+static inline int64_t block_run(uint64_t offset, int64_t j, int64_t n, uint64_t block,
+                                uint64_t *c) {
+    uint64_t index = offset + (uint64_t)j;
+    *c = index / block;
+    int64_t run = (int64_t)((*c + 1) * block - index);
+    return run < n - j ? run : n - j;
+}
+
 /* Public entry points. dtype: 0 = float32, 1 = bfloat16. in may equal out. */
 int graddrop_mask(const void *in, void *out, int dtype, int64_t n, uint64_t offset,
                   uint64_t block, uint32_t k0, uint32_t k1, uint32_t threshold,
                   float scale, int rescale) {
+    if (dtype != 0 && dtype != 1) return -1;
     if (block == 1 && dtype == 0) {
         FOR_EACH_SEGMENT(mask_f32_elements((const float *)in + done, (float *)out + done,
                                            len, lo0, k0, hk, threshold, scale, rescale));
         return 0;
     }
-    /* Row / tensor granularity, or bfloat16: one draw per block, then a run of elements. */
+    if (block == 1) {
+        FOR_EACH_SEGMENT(mask_bf16_elements((const uint16_t *)in + done,
+                                            (uint16_t *)out + done, len, lo0, k0, hk,
+                                            threshold, scale, rescale));
+        return 0;
+    }
+    /* Row / tensor granularity: one draw per block, then a run of elements. */
     int64_t j = 0;
     while (j < n) {
-        uint64_t c = (offset + (uint64_t)j) / block;
-        int64_t run = (int64_t)((c + 1) * block - (offset + (uint64_t)j));
-        if (run > n - j) run = n - j;
+        uint64_t c;
+        int64_t run = block_run(offset, j, n, block, &c);
         int keep = draw(c, k0, k1) >= threshold;
         if (dtype == 0) {
             const float *src = (const float *)in + j;
             float *dst = (float *)out + j;
             for (int64_t r = 0; r < run; ++r)
                 dst[r] = keep ? (rescale ? src[r] * scale : src[r]) : 0.0f;
-        } else if (dtype == 1) {
+        } else {
             const uint16_t *src = (const uint16_t *)in + j;
             uint16_t *dst = (uint16_t *)out + j;
             for (int64_t r = 0; r < run; ++r)
                 dst[r] = keep ? (rescale ? f32_to_bf16(bf16_to_f32(src[r]) * scale) : src[r])
                               : 0;
-        } else {
-            return -1;
         }
         j += run;
     }
@@ -131,9 +155,8 @@ int graddrop_keep(uint8_t *keep, int64_t n, uint64_t offset, uint64_t block, uin
     }
     int64_t j = 0;
     while (j < n) {
-        uint64_t c = (offset + (uint64_t)j) / block;
-        int64_t run = (int64_t)((c + 1) * block - (offset + (uint64_t)j));
-        if (run > n - j) run = n - j;
+        uint64_t c;
+        int64_t run = block_run(offset, j, n, block, &c);
         memset(keep + j, draw(c, k0, k1) >= threshold, (size_t)run);
         j += run;
     }
