@@ -177,9 +177,16 @@ def build_offline_model(directory: str | Path) -> Path:
 def offline_model_dir(cache: str | Path | None = None) -> Path:
     """The built checkpoint, building it on first use (about 470 MB, never committed)."""
     root = Path(cache or os.environ.get("GRADDROP_CACHE") or
-                Path.home() / ".cache" / "graddrop_dist")
+                Path.home() / ".cache" / "graddrop_dist").resolve()
     directory = root / "multilingual-e5-small-xlmr"
     marker = directory / "BUILD_VERSION"
-    if not (marker.exists() and marker.read_text() == BUILD_VERSION):
-        build_offline_model(directory)
+    if marker.exists() and marker.read_text() == BUILD_VERSION:
+        return directory
+    from filelock import FileLock
+
+    # Every rank asks at once: one builds, the others wait and find it built.
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / ".multilingual-e5-small-xlmr.lock")):
+        if not (marker.exists() and marker.read_text() == BUILD_VERSION):
+            build_offline_model(directory)
     return directory

@@ -1,0 +1,201 @@
+"""One small runner per launcher; each turns a LaunchPlan into the exact commands.
+
+The job itself is always `python -m graddrop_dist.trainer <args>`: the runners differ
+only in how they start it on every node and how ranks learn who they are.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TRAINER = ["-m", "graddrop_dist.trainer"]
+# Variables every rank needs, forwarded by runners that do not inherit the environment.
+FORWARDED = ("OMP_NUM_THREADS", "DS_ACCELERATOR", "GRADDROP_CACHE", "TORCH_EXTENSIONS_DIR",
+             "PYTHONPATH", "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+             "NCCL_DEBUG", "NCCL_SOCKET_IFNAME", "NCCL_IB_HCA", "NCCL_IB_DISABLE",
+             "GLOO_SOCKET_IFNAME")
+
+
+@dataclass
+class LaunchPlan:
+    nnodes: int
+    nproc_per_node: int
+    trainer_args: list[str]
+    hosts: dict[str, list[int]] = field(default_factory=dict)  # host -> slots (hostfile)
+    hostfile: str | None = None
+    master_addr: str = "127.0.0.1"
+    master_port: int = 29500
+    node_rank: int = 0
+    include: str = ""
+    exclude: str = ""
+    multinode_runner: str = "pdsh"
+    python: str = sys.executable
+    job_name: str = "graddrop"
+    slurm_options: list[str] = field(default_factory=list)
+
+    @property
+    def world_size(self) -> int:
+        return self.nnodes * self.nproc_per_node
+
+
+@dataclass
+class NodeCommand:
+    node: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def shell(self) -> str:
+        prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
+        return (prefix + " " if prefix else "") + shlex.join(self.argv)
+
+
+class Runner:
+    name = "abstract"
+
+    def __init__(self, plan: LaunchPlan) -> None:
+        self.plan = plan
+
+    def commands(self) -> list[NodeCommand]:
+        raise NotImplementedError
+
+    def local_command(self) -> NodeCommand:
+        """What this machine executes (the rest is shown by --dry-run)."""
+        return self.commands()[0]
+
+    def files(self) -> dict[str, str]:
+        """Files the launch writes before starting (name -> content)."""
+        return {}
+
+
+class TorchrunRunner(Runner):
+    """torchrun on every node with c10d rendezvous at master_addr:master_port."""
+
+    name = "torchrun"
+
+    def _argv(self, node_rank: int) -> list[str]:
+        p = self.plan
+        if p.nnodes == 1:
+            rendezvous = ["--standalone"]
+        else:
+            rendezvous = ["--nnodes", str(p.nnodes), "--node_rank", str(node_rank),
+                          "--rdzv_backend", "c10d", "--rdzv_id", p.job_name,
+                          "--rdzv_endpoint", f"{p.master_addr}:{p.master_port}"]
+        return [p.python, "-m", "torch.distributed.run", *rendezvous,
+                "--nproc_per_node", str(p.nproc_per_node), *TRAINER, *p.trainer_args]
+
+    def commands(self) -> list[NodeCommand]:
+        names = list(self.plan.hosts) or [f"node{i}" for i in range(self.plan.nnodes)]
+        return [NodeCommand(names[i], self._argv(i)) for i in range(self.plan.nnodes)]
+
+    def local_command(self) -> NodeCommand:
+        return self.commands()[self.plan.node_rank]
+
+
+class LocalRunner(TorchrunRunner):
+    name = "local"
+
+
+class DeepSpeedRunner(Runner):
+    """The `deepspeed` launcher: pdsh (default), openmpi or slurm across the hostfile;
+    `.deepspeed_env` carries the variables every node must see."""
+
+    name = "deepspeed"
+
+    def commands(self) -> list[NodeCommand]:
+        p = self.plan
+        argv = [p.python, "-m", "deepspeed.launcher.runner"]
+        if p.hostfile:
+            argv += ["--hostfile", p.hostfile, "--launcher", p.multinode_runner]
+            if p.include:
+                argv += ["--include", p.include]
+            if p.exclude:
+                argv += ["--exclude", p.exclude]
+            if p.multinode_runner != "pdsh" or p.nnodes > 1:
+                argv += ["--force_multi"]
+            if p.multinode_runner == "openmpi" and p.master_addr in ("127.0.0.1", "localhost"):
+                argv += ["--launcher_args", "--mca btl_tcp_if_include lo"]
+        else:
+            argv += ["--num_nodes", "1", "--num_gpus", str(p.nproc_per_node)]
+        argv += ["--master_addr", p.master_addr, "--master_port", str(p.master_port),
+                 "--no_local_rank", "--module", "graddrop_dist.trainer", *p.trainer_args]
+        return [NodeCommand("launcher", argv)]
+
+    def files(self) -> dict[str, str]:
+        lines = [f"{k}={os.environ[k]}" for k in FORWARDED if k in os.environ]
+        return {".deepspeed_env": "\n".join(lines) + ("\n" if lines else "")}
+
+
+class MpirunRunner(Runner):
+    """mpirun starts every rank; graddrop-train finds RANK / WORLD_SIZE / LOCAL_RANK
+    from Open MPI's variables (or mpi4py) and MASTER_ADDR from -x."""
+
+    name = "mpirun"
+
+    def commands(self) -> list[NodeCommand]:
+        p = self.plan
+        argv = ["mpirun", "-np", str(p.world_size)]
+        if p.hosts:
+            hosts = ",".join(f"{h}:{len(s)}" for h, s in p.hosts.items())
+            argv += ["--host", hosts]
+        else:
+            argv += ["--host", f"localhost:{p.nproc_per_node}"]
+        if os.geteuid() == 0:
+            argv += ["--allow-run-as-root"]
+        if p.master_addr in ("127.0.0.1", "localhost"):
+            argv += ["--mca", "btl_tcp_if_include", "lo", "--mca", "oob_tcp_if_include", "lo"]
+        env = {"MASTER_ADDR": p.master_addr, "MASTER_PORT": str(p.master_port)}
+        for key in (*FORWARDED, *env):
+            if key in env or key in os.environ:
+                argv += ["-x", key]
+        argv += [p.python, *TRAINER, *p.trainer_args]
+        return [NodeCommand("mpirun", argv, env)]
+
+
+class SlurmRunner(Runner):
+    """An sbatch script: srun starts one torchrun agent per node (c10d rendezvous on the
+    first node of the allocation)."""
+
+    name = "slurm"
+
+    def script(self) -> str:
+        p = self.plan
+        options = [f"#SBATCH --job-name={p.job_name}", f"#SBATCH --nodes={p.nnodes}",
+                   "#SBATCH --ntasks-per-node=1", *(f"#SBATCH {o}" for o in p.slurm_options)]
+        torchrun = [p.python, "-m", "torch.distributed.run", "--nnodes", str(p.nnodes),
+                    "--nproc_per_node", str(p.nproc_per_node), "--rdzv_backend", "c10d",
+                    "--rdzv_id", "$SLURM_JOB_ID",
+                    "--rdzv_endpoint", f"$MASTER_ADDR:{p.master_port}", *TRAINER,
+                    *p.trainer_args]
+        command = " ".join(a if a.startswith("$") or ":" in a and "$" in a else shlex.quote(a)
+                           for a in torchrun)
+        return "\n".join([
+            "#!/bin/bash", *options, "set -euo pipefail",
+            'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+            "export MASTER_ADDR",
+            *(f"export {k}={shlex.quote(os.environ[k])}" for k in FORWARDED if k in os.environ),
+            f"srun --kill-on-bad-exit=1 {command}", ""])
+
+    def commands(self) -> list[NodeCommand]:
+        return [NodeCommand("sbatch", ["sbatch", f"{self.plan.job_name}.sbatch"])]
+
+    def files(self) -> dict[str, str]:
+        return {f"{self.plan.job_name}.sbatch": self.script()}
+
+
+RUNNERS = {runner.name: runner for runner in (LocalRunner, TorchrunRunner, DeepSpeedRunner,
+                                              SlurmRunner, MpirunRunner)}
+
+
+def write_files(runner: Runner, directory: Path) -> list[Path]:
+    written = []
+    for name, content in runner.files().items():
+        path = directory / name
+        path.write_text(content)
+        if name.endswith(".sbatch"):
+            path.chmod(0o755)
+        written.append(path)
+    return written
