@@ -137,7 +137,9 @@ class MpirunRunner(Runner):
 
     def commands(self) -> list[NodeCommand]:
         p = self.plan
-        argv = ["mpirun", "-np", str(p.world_size)]
+        # The Open MPI wheel puts mpirun beside the venv's python.
+        beside = Path(p.python).parent / "mpirun"
+        argv = [str(beside) if beside.exists() else "mpirun", "-np", str(p.world_size)]
         if p.hosts:
             hosts = ",".join(f"{h}:{len(s)}" for h, s in p.hosts.items())
             argv += ["--host", hosts]
