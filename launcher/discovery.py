@@ -1,9 +1,10 @@
 """Who am I? RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR from whatever started us.
 
-torchrun and the deepspeed launcher set the torch variables; mpirun (Open MPI), PMI-based
-launchers (MPICH, Intel MPI, hydra) and Slurm's srun set their own. Order: the torch
-variables win, then Open MPI, PMI, Slurm, and finally mpi4py itself (an MPI launcher that
-exports nothing we know). A single process with none of these is rank 0 of 1.
+torchrun and the deepspeed launcher set the torch variables, and they win. Under an MPI
+launcher (Open MPI, MPICH / Intel MPI hydra, PMIx) the MPI library itself is asked through
+mpi4py, which knows the truth whatever the launcher exports; without mpi4py the launcher's
+variables are read (Open MPI, PMI). Then Slurm's srun variables. A single process with
+none of these is rank 0 of 1.
 """
 
 from __future__ import annotations
@@ -58,15 +59,15 @@ def _slurm_master(env: Mapping[str, str]) -> str | None:
 def discover_rank(env: Mapping[str, str] | None = None, *, use_mpi4py: bool = True) -> RankInfo:
     env = os.environ if env is None else env
     found = None
-    for source, rank, size, local in _SCHEMES:
-        if rank in env and size in env:
-            found = (int(env[rank]), int(env[size]), int(env.get(local, env[rank])), source)
-            break
-    if found is None and use_mpi4py and any(k.startswith(("OMPI_", "PMI_", "PMIX_"))
-                                            for k in env):
+    under_mpi = any(k.startswith(("OMPI_COMM_WORLD_", "PMI_", "PMIX_")) for k in env)
+    if "RANK" not in env and under_mpi and use_mpi4py:
         from_mpi = _from_mpi4py()
         if from_mpi is not None:
             found = (*from_mpi, "mpi4py")
+    for source, rank, size, local in _SCHEMES if found is None else ():
+        if rank in env and size in env:
+            found = (int(env[rank]), int(env[size]), int(env.get(local, env[rank])), source)
+            break
     if found is None:
         found = (0, 1, 0, "single")
     rank, world_size, local_rank, source = found

@@ -163,8 +163,16 @@ def build_offline_model(directory: str | Path) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=directory.parent))
     try:
-        model.save_pretrained(staging)
+        # Not model.save_pretrained: under torch.distributed it writes only on global
+        # rank 0, and this build may run on any rank (the first to take the lock).
+        from safetensors.torch import save_file
+
+        model.config.save_pretrained(staging)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+                  str(staging / "model.safetensors"), metadata={"format": "pt"})
         load_tokenizer().save_pretrained(staging)
+        if not (staging / "config.json").exists():
+            raise RuntimeError(f"offline model: config.json was not written to {staging}")
         (staging / "BUILD_VERSION").write_text(BUILD_VERSION)
         if directory.exists():
             shutil.rmtree(directory)

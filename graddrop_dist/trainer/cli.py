@@ -67,6 +67,7 @@ def main(argv=None) -> int:
               f"{info.world_size} ranks were started; allowed with several ranks: ddp, "
               "fsdp1, fsdp2, deepspeed", file=sys.stderr)
         return 2
+    os.environ["GRADDROP_RANK_SOURCE"] = info.source
     if info.rank != 0:
         quiet_non_zero_rank()
     distributed = config.backend.name != "single"

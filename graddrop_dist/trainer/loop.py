@@ -79,6 +79,24 @@ def make_training_setup(config: JobConfig, model, plan: BatchPlan, total_steps: 
         ds_config=ds_config)
 
 
+def write_rank_record(output: Path, rank: int, world_size: int, graddrop) -> None:
+    """ranks/rank<r>.json: how this rank was found and the fingerprint of its last masks,
+    so anyone can check after the fact that every rank drew the same masks."""
+    import json
+    import os
+
+    from graddrop_dist.backends.agreement import mask_fingerprint
+
+    record = {"rank": rank, "world_size": world_size,
+              "discovered_by": os.environ.get("GRADDROP_RANK_SOURCE", "unknown"),
+              "host": os.uname().nodename, "optimizer_steps": graddrop.step,
+              "seed": graddrop.config.seed,
+              "last_mask_fingerprint": mask_fingerprint(graddrop, max(graddrop.step - 1, 0))}
+    folder = output / "ranks"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"rank{rank}.json").write_text(json.dumps(record, indent=1))
+
+
 def run_job(config: JobConfig, *, rank: int, world_size: int, resume: bool = False) -> dict:
     output = Path(config.output.dir)
     task = load_task(config.task.name, seed=config.task.split_seed,
@@ -163,6 +181,7 @@ def run_job(config: JobConfig, *, rank: int, world_size: int, resume: bool = Fal
     if not state["history"] or state["history"][-1]["global_step"] != state["global_step"]:
         evaluate_and_record(state["epoch"])  # the end of a run cut by max_steps
     final = state["history"][-1]
+    write_rank_record(output, rank, world_size, graddrop)
     if config.output.export_final:
         export_pretrained(setup, tokenizer, output / "final_model", rank=rank)
     results = {"task": task.summary(), "config": config.to_dict(),

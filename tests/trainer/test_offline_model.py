@@ -32,3 +32,20 @@ def test_rebuilt_model_embeds_translations_together():
     # offset or dequantization drops translations below the unrelated pair.
     assert similarity[0, 1] > 0.85 and similarity[0, 2] > 0.85
     assert similarity[0, 3] < similarity[0, 1] - 0.05
+
+
+def build_in_rank(rank, world_size, cache):
+    from transformers import AutoConfig
+
+    directory = offline_model_dir(cache)
+    return AutoConfig.from_pretrained(directory).model_type, sorted(os.listdir(directory))
+
+
+def test_ranks_that_build_at_once_get_one_complete_checkpoint(tmp_path):
+    # Under a process group, as in graddrop-train: whichever rank takes the lock builds.
+    from graddrop_dist.testing import run_ranks
+
+    results = run_ranks(build_in_rank, 2, str(tmp_path / "cache"), timeout=300)
+    for model_type, files in results:
+        assert model_type == "xlm-roberta"
+        assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(files)

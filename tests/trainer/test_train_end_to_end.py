@@ -14,7 +14,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import job_dict
+from jobs import job_dict
 from graddrop_dist.testing import DistributedTest
 from graddrop_dist.trainer.config import JobConfig
 from graddrop_dist.trainer.loop import run_job
