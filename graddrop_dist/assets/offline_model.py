@@ -26,7 +26,7 @@ import torch
 
 MAGIC = b"E5S1"
 Q4_BLOCK_BYTES = 18  # fp16 scale + 16 bytes of 32 nibbles
-BUILD_VERSION = "1"
+BUILD_VERSION = "2"  # bump when the build changes: older caches are rebuilt
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,7 @@ def run_job(config: JobConfig, *, rank: int, world_size: int, resume: bool = Fal
             state["global_step"] += 1
             state["step_in_epoch"] = step + 1
             progress.update(1)
-            progress.set_postfix(loss=f"{loss:.3f}", epoch=epoch)
+            progress.set_postfix(loss=f"{loss:.3f}", epoch=epoch, refresh=False)
             metrics.log(state["global_step"], loss=loss, lr=setup.current_lr(), epoch=epoch)
             every = config.output.checkpoint_every
             if every and state["global_step"] % every == 0:

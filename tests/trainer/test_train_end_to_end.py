@@ -108,3 +108,16 @@ class TestTwoRanks(DistributedTest):
         # Control: a run from scratch with another data seed ends elsewhere.
         assert results[0]["final"] == json.loads(
             (tmp_path / "whole" / "results.json").read_text())["final"]
+
+
+def test_bf16_run_trains_and_reports(tiny_checkpoint, tmp_path):
+    data = job_dict(tiny_checkpoint, tmp_path / "bf16", train={"precision": "bf16",
+                                                               "max_steps": 2},
+                    output={"export_final": False, "export_hf": False, "tensorboard": False})
+    results = run_job(JobConfig.from_dict(data), rank=0, world_size=1)
+    assert results["steps"] == 2
+    assert 0.0 <= results["final"]["test"]["avg"] <= 1.0
+    losses = [json.loads(line)["loss"] for line in
+              (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()
+              if "loss" in json.loads(line)]
+    assert len(losses) == 2 and all(loss == loss and loss > 0 for loss in losses)
