@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TRAINER = ["-m", "graddrop_dist.trainer"]
+LOCAL_NAMES = {"localhost", "127.0.0.1", os.uname().nodename}
 # Variables every rank needs, forwarded by runners that do not inherit the environment.
 FORWARDED = ("OMP_NUM_THREADS", "DS_ACCELERATOR", "GRADDROP_CACHE", "TORCH_EXTENSIONS_DIR",
              "PYTHONPATH", "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
@@ -81,9 +82,15 @@ class TorchrunRunner(Runner):
         if p.nnodes == 1:
             rendezvous = ["--standalone"]
         else:
+            # Node 0 hosts the rendezvous store and advertises master_addr to the workers.
+            # Said explicitly: torchrun otherwise guesses from the host name, which is
+            # wrong on multi-homed hosts (and "localhost" in containers / namespaces).
             rendezvous = ["--nnodes", str(p.nnodes), "--node_rank", str(node_rank),
                           "--rdzv_backend", "c10d", "--rdzv_id", p.job_name,
-                          "--rdzv_endpoint", f"{p.master_addr}:{p.master_port}"]
+                          "--rdzv_endpoint", f"{p.master_addr}:{p.master_port}",
+                          "--rdzv_conf", f"is_host={int(node_rank == 0)}"]
+            if node_rank == 0:
+                rendezvous += ["--local_addr", p.master_addr]
         return [p.python, "-m", "torch.distributed.run", *rendezvous,
                 "--nproc_per_node", str(p.nproc_per_node), *TRAINER, *p.trainer_args]
 
@@ -116,6 +123,10 @@ class DeepSpeedRunner(Runner):
                 argv += ["--exclude", p.exclude]
             if p.multinode_runner != "pdsh" or p.nnodes > 1:
                 argv += ["--force_multi"]
+            elif set(p.hosts) <= LOCAL_NAMES:
+                # One local host: DeepSpeed launches locally, but first checks that it can
+                # ssh to the host, which a laptop or a container need not allow.
+                argv += ["--no_ssh_check"]
             if p.multinode_runner == "openmpi" and p.master_addr in ("127.0.0.1", "localhost"):
                 argv += ["--launcher_args", "--mca btl_tcp_if_include lo"]
         else:
@@ -148,7 +159,7 @@ class MpirunRunner(Runner):
         if os.geteuid() == 0:
             argv += ["--allow-run-as-root"]
         if p.master_addr in ("127.0.0.1", "localhost"):
-            argv += ["--mca", "btl_tcp_if_include", "lo", "--mca", "oob_tcp_if_include", "lo"]
+            argv += ["--mca", "btl_tcp_if_include", "lo"]
         env = {"MASTER_ADDR": p.master_addr, "MASTER_PORT": str(p.master_port)}
         for key in (*FORWARDED, *env):
             if key in env or key in os.environ:

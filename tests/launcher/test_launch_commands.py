@@ -27,7 +27,8 @@ def test_torchrun_prints_one_command_per_node(capsys):
                   "--master-addr", "node01", "--master-port", "29600")
     for rank in (0, 1):
         assert f"--nnodes 2 --node_rank {rank} --rdzv_backend c10d --rdzv_id graddrop " \
-               f"--rdzv_endpoint node01:29600 --nproc_per_node 8" in out
+               f"--rdzv_endpoint node01:29600 --rdzv_conf is_host={int(rank == 0)}" in out
+    assert out.count("--local_addr node01 --nproc_per_node 8") == 1  # node 0 advertises
 
 
 def test_deepspeed_hostfile_runner_and_env_file(capsys, tmp_path, monkeypatch):
