@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -18,6 +19,10 @@ import torch
 from graddrop_dist.mask import canonical_name
 
 BACKENDS = ("single", "ddp", "fsdp1", "fsdp2", "deepspeed")
+
+
+class NonFiniteGradient(ValueError):
+    """A NaN / Inf gradient under train.nonfinite=stop (or under DeepSpeed)."""
 FSDP1_STRATEGIES = ("FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD")
 
 
@@ -30,6 +35,8 @@ class TrainingSetup:
     scheduler: object = None  # stepped here, or by the DeepSpeed engine
     max_grad_norm: float = 0.0  # clipping after masking (DeepSpeed: its own config)
     autocast_dtype: torch.dtype | None = None
+    nonfinite: str = "skip"  # a NaN/Inf gradient: "skip" the step, or "stop" the run
+    skipped_steps: int = 0
 
     @property
     def is_deepspeed(self) -> bool:
@@ -55,6 +62,11 @@ class TrainingSetup:
                 self.model.backward(loss)
                 self.model.step()
                 total += float(loss.detach())
+            norm = self.model.get_global_grad_norm()
+            if norm is not None and not math.isfinite(float(norm)):
+                # The engine has already stepped (fp32 / bf16 have no skip): stop.
+                raise NonFiniteGradient("non-finite gradient norm under DeepSpeed; the "
+                                        "engine applied the step, so the run stops")
             return total / len(micro_batches)
         self.optimizer.zero_grad(set_to_none=True)
         for index, batch in enumerate(micro_batches):
@@ -63,12 +75,33 @@ class TrainingSetup:
                     loss = loss_fn(self.model(**batch))
                 (loss / len(micro_batches)).backward()
             total += float(loss.detach())
-        if self.max_grad_norm > 0:
-            self.clip_gradients()
+        norm = self.clip_gradients() if self.max_grad_norm > 0 else self.gradient_norm()
+        if not math.isfinite(norm):
+            # Every rank sees the same reduced norm, so every rank decides the same. The
+            # optimizer does not step, so the GradDrop mask step does not advance either.
+            if self.nonfinite == "stop":
+                raise NonFiniteGradient(f"non-finite gradient norm ({norm}); "
+                                        "train.nonfinite=stop")
+            self.skipped_steps += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            return total / len(micro_batches)
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
         return total / len(micro_batches)
+
+    def gradient_norm(self) -> float:
+        """The global L2 norm of the (masked, reduced) gradients, without clipping."""
+        if self.backend == "fsdp1":
+            return float(self.model.clip_grad_norm_(float("inf")))
+        return self._norm(float("inf"))
+
+    def _norm(self, max_norm: float) -> float:
+        norm = torch.nn.utils.clip_grad_norm_(
+            [p for p in self.model.parameters() if p.grad is not None], max_norm)
+        if hasattr(norm, "full_tensor"):  # FSDP2: a DTensor partial norm
+            norm = norm.full_tensor()
+        return float(norm)
 
     def autocast(self):
         if self.autocast_dtype is None:
@@ -76,14 +109,11 @@ class TrainingSetup:
         return torch.autocast("cpu" if not torch.cuda.is_available() else "cuda",
                               dtype=self.autocast_dtype)
 
-    def clip_gradients(self) -> None:
-        """Clip the (already masked) gradients to max_grad_norm."""
+    def clip_gradients(self) -> float:
+        """Clip the (already masked) gradients to max_grad_norm; return their norm."""
         if self.backend == "fsdp1":
-            self.model.clip_grad_norm_(self.max_grad_norm)
-        else:
-            torch.nn.utils.clip_grad_norm_(
-                [p for p in self.model.parameters() if p.grad is not None],
-                self.max_grad_norm)
+            return float(self.model.clip_grad_norm_(self.max_grad_norm))
+        return self._norm(self.max_grad_norm)
 
     def current_lr(self) -> float:
         groups = self.optimizer.param_groups
@@ -138,6 +168,7 @@ def _fsdp2_no_sync(model):
 
 def wrap(model: torch.nn.Module, backend: str, *, make_optimizer: Callable,
          make_scheduler: Callable | None = None, max_grad_norm: float = 0.0,
+         nonfinite: str = "skip",
          autocast_dtype: torch.dtype | None = None,
          layer_classes: tuple[type, ...] = (), accumulation: int = 1,
          fsdp1_strategy: str = "FULL_SHARD", fsdp1_use_orig_params: bool = True,
@@ -154,7 +185,7 @@ def wrap(model: torch.nn.Module, backend: str, *, make_optimizer: Callable,
         optimizer = make_optimizer([p for p in wrapped.parameters() if p.requires_grad])
         scheduler = make_scheduler(optimizer) if make_scheduler else None
         return TrainingSetup(backend, wrapped, optimizer, accumulation, scheduler,
-                             max_grad_norm, autocast_dtype)
+                             max_grad_norm, autocast_dtype, nonfinite)
 
     if backend == "single":
         return finish(model.to(device))

@@ -48,6 +48,15 @@ def init_process_group(world_size: int, timeout_s: int) -> None:
     dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
 
 
+def _is_collective_failure(error: BaseException) -> bool:
+    import torch.distributed as dist
+
+    text = str(error).lower()
+    return isinstance(error, (dist.DistError, ConnectionError)) or any(
+        marker in text for marker in ("gloo", "nccl", "connection closed", "timed out",
+                                      "connection reset", "broken pipe"))
+
+
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     # DeepSpeed calls torch collectives PyTorch has renamed: one warning per step otherwise.
@@ -56,9 +65,12 @@ def main(argv=None) -> int:
     from graddrop_dist.trainer.config import ConfigError, load_job_config
     from launcher.discovery import discover_rank, export_rank_env
 
+    from graddrop_dist.trainer.preflight import preflight
+
     try:
         config = load_job_config(args.config, args.overrides)
         info = discover_rank()
+        preflight(config, rank=info.rank, world_size=info.world_size)
     except (ConfigError, ValueError) as error:
         print(f"graddrop-train: error: {error}", file=sys.stderr)
         return 2
@@ -81,6 +93,13 @@ def main(argv=None) -> int:
     except ValueError as error:  # data / resume problems found after start: one line
         print(f"graddrop-train: error: {error}", file=sys.stderr)
         return 2
+    except (RuntimeError, ConnectionError) as error:
+        if not distributed or not _is_collective_failure(error):
+            raise
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        print(f"graddrop-train: error: rank {info.rank}: a collective failed ({first_line}); "
+              "another rank has probably died, see its log", file=sys.stderr)
+        os._exit(1)  # the process group is broken: do not wait in its destructor
     finally:
         gc.collect()
         if distributed:

@@ -77,6 +77,9 @@ class TrainConfig:
     eval_batch_size: int = 64
     max_steps: int = 0
     """Stop after this many optimizer steps (0: run all epochs); for smoke tests."""
+    nonfinite: Literal["skip", "stop"] = "skip"
+    """A NaN / Inf gradient: skip that optimizer step (counted in results.json) or stop
+    with an error. Under DeepSpeed the engine steps before the norm is known: it stops."""
 
     def __post_init__(self) -> None:
         for name in ("epochs", "micro_batch_size", "gradient_accumulation", "eval_batch_size"):
@@ -125,8 +128,12 @@ class OutputConfig:
     export_final: bool = False
     """Also export the model at the end of the run to <dir>/final_model."""
     tensorboard: bool = True
+    min_free_gb: float = 1.0
+    """Refuse to start with less free space than this under `dir` (checkpoints need it)."""
 
     def __post_init__(self) -> None:
+        if self.min_free_gb < 0:
+            raise ValueError(f"output.min_free_gb: must be >= 0, got {self.min_free_gb}")
         if self.checkpoint_every < 0 or self.keep_checkpoints < 1:
             raise ValueError("output.checkpoint_every must be >= 0 and "
                              "output.keep_checkpoints >= 1")

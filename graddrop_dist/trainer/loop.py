@@ -52,6 +52,19 @@ def layer_classes(model) -> tuple[type, ...]:
     return tuple({type(m) for n, m in model.named_modules() if _LAYER_PATH.fullmatch(n)})
 
 
+def deepspeed_owned_values(config: JobConfig, world_size: int) -> dict:
+    """The DeepSpeed JSON values the trainer config owns (one source of truth)."""
+    train = config.train
+    return {"train_micro_batch_size_per_gpu": train.micro_batch_size,
+            "gradient_accumulation_steps": train.gradient_accumulation,
+            "train_batch_size": train.micro_batch_size * train.gradient_accumulation
+            * world_size,
+            "gradient_clipping": train.max_grad_norm,
+            "bf16.enabled": train.precision == "bf16",
+            "optimizer.params.lr": train.lr,
+            "optimizer.params.weight_decay": train.weight_decay}
+
+
 def make_training_setup(config: JobConfig, model, plan: BatchPlan, total_steps: int,
                         world_size: int):
     from transformers import get_linear_schedule_with_warmup
@@ -60,23 +73,41 @@ def make_training_setup(config: JobConfig, model, plan: BatchPlan, total_steps: 
     warmup = int(train.warmup_ratio * total_steps)
     ds_config = None
     if config.backend.name == "deepspeed":
-        ds_config = load_ds_config(config.backend.ds_config, {
-            "train_micro_batch_size_per_gpu": train.micro_batch_size,
-            "gradient_accumulation_steps": train.gradient_accumulation,
-            "train_batch_size": plan.global_batch,
-            "gradient_clipping": train.max_grad_norm,
-            "bf16.enabled": train.precision == "bf16",
-            "optimizer.params.lr": train.lr,
-            "optimizer.params.weight_decay": train.weight_decay}, client_optimizer=True)
+        ds_config = load_ds_config(config.backend.ds_config,
+                                   deepspeed_owned_values(config, world_size),
+                                   client_optimizer=True)
     return wrap(
         model, config.backend.name, accumulation=train.gradient_accumulation,
         make_optimizer=lambda params: torch.optim.AdamW(params, lr=train.lr,
                                                         weight_decay=train.weight_decay),
         make_scheduler=lambda opt: get_linear_schedule_with_warmup(opt, warmup, total_steps),
-        max_grad_norm=train.max_grad_norm,
+        max_grad_norm=train.max_grad_norm, nonfinite=train.nonfinite,
         autocast_dtype=torch.bfloat16 if train.precision == "bf16" else None,
         layer_classes=layer_classes(model), fsdp1_strategy=config.backend.fsdp1_strategy,
         ds_config=ds_config)
+
+
+def inject_fault(rank: int, step: int) -> None:
+    """GRADDROP_FAULT=kill:<rank>:<step> SIGKILLs that rank before that optimizer step:
+    how the tests make a rank die mid-run (the way an OOM-killed or lost node does)."""
+    import os
+    import signal
+
+    fault = os.environ.get("GRADDROP_FAULT", "")
+    if fault.startswith("kill:"):
+        _, victim, at_step = fault.split(":")
+        if int(victim) == rank and int(at_step) == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def fault_loss(step: int):
+    """GRADDROP_FAULT=nan:<step> makes that step's loss NaN (so are its gradients)."""
+    import os
+
+    fault = os.environ.get("GRADDROP_FAULT", "")
+    if fault.startswith("nan:") and int(fault.split(":")[1]) == step:
+        return lambda output: output.loss * float("nan")
+    return lambda output: output.loss
 
 
 def write_rank_record(output: Path, rank: int, world_size: int, graddrop) -> None:
@@ -125,6 +156,7 @@ def run_job(config: JobConfig, *, rank: int, world_size: int, resume: bool = Fal
     if resume and (latest := checkpoints.latest()) is not None:
         state = checkpoints.load(setup, latest)
         graddrop.load_state_dict(state["graddrop"])
+        setup.skipped_steps = state.get("skipped_nonfinite_steps", 0)
     metrics = MetricsLog(output, enabled=rank == 0, tensorboard=config.output.tensorboard)
     pad_id = tokenizer.pad_token_id
     eval_kwargs = dict(batch_size=config.train.eval_batch_size, pad_id=pad_id, rank=rank,
@@ -150,6 +182,7 @@ def run_job(config: JobConfig, *, rank: int, world_size: int, resume: bool = Fal
 
     def save_checkpoint() -> None:
         state["graddrop"] = graddrop.state_dict()
+        state["skipped_nonfinite_steps"] = setup.skipped_steps
         checkpoints.save(setup, state["global_step"], state)
 
     progress = tqdm(total=total_steps, initial=state["global_step"], disable=rank != 0,
@@ -161,7 +194,8 @@ def run_job(config: JobConfig, *, rank: int, world_size: int, resume: bool = Fal
         for step in range(state["step_in_epoch"], plan.steps_per_epoch):
             micro = [collate(train_data, rows, pad_id)
                      for rows in plan.micro_batches(epoch, step, rank)]
-            loss = setup.train_step(micro)
+            inject_fault(rank, state["global_step"])
+            loss = setup.train_step(micro, fault_loss(state["global_step"]))
             state["global_step"] += 1
             state["step_in_epoch"] = step + 1
             progress.update(1)
@@ -186,6 +220,7 @@ def run_job(config: JobConfig, *, rank: int, world_size: int, resume: bool = Fal
         export_pretrained(setup, tokenizer, output / "final_model", rank=rank)
     results = {"task": task.summary(), "config": config.to_dict(),
                "world_size": world_size, "steps": state["global_step"],
+               "skipped_nonfinite_steps": setup.skipped_steps,
                "best_epoch": state["best"]["epoch"], "best": state["best"], "final": final,
                "history": state["history"]}
     table = results_table(task.languages, state["best"], final)

@@ -1,0 +1,170 @@
+"""Failures a cluster job meets: a rank killed mid-run, an unwritable or full output
+directory, a conflicting DeepSpeed JSON, a resume on another world size, fuzzed configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from graddrop_dist.trainer.config import SECTIONS, ConfigError, JobConfig, apply_override
+from jobs import job_dict
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def write_job(tmp_path, checkpoint, **sections):
+    data = job_dict(checkpoint, tmp_path / "run", **sections)
+    data["train"].update(max_steps=4, micro_batch_size=2, gradient_accumulation=1)
+    data["output"].update(export_final=False, export_hf=False, tensorboard=False)
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def train_cli(argv, env=None, timeout=120, cwd=None):
+    return subprocess.run([sys.executable, "-m", "graddrop_dist.trainer", *argv],
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.mark.distributed
+def test_a_killed_rank_ends_the_job_in_bounded_time(tiny_checkpoint, tmp_path):
+    job = write_job(tmp_path, tiny_checkpoint, backend={"name": "ddp", "timeout_s": 30})
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "launcher", "--launcher", "local", "--nproc-per-node", "2",
+         "--", str(job)], capture_output=True, text=True, timeout=180, cwd=tmp_path,
+        env={**os.environ, "GRADDROP_FAULT": "kill:1:2"})
+    elapsed = time.monotonic() - start
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert elapsed < 120, f"the job took {elapsed:.0f} s to notice the dead rank"
+    assert "SIGKILL" in output or "Signal 9" in output, output[-3000:]
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_unwritable_output_dir_is_a_one_line_error_at_start(tiny_checkpoint, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    job = write_job(tmp_path, tiny_checkpoint, output={"dir": str(blocker / "run")})
+    result = train_cli([str(job)])
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("graddrop-train: error: output.dir: cannot write")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_too_little_free_space_is_refused_at_start(tiny_checkpoint, tmp_path):
+    job = write_job(tmp_path, tiny_checkpoint)
+    result = train_cli([str(job), "output.min_free_gb=1000000"])
+    assert result.returncode == 2 and "GiB free, less than output.min_free_gb" in result.stderr
+
+
+def test_conflicting_deepspeed_json_fails_before_any_process_group(tiny_checkpoint, tmp_path):
+    ds = tmp_path / "zero.json"
+    ds.write_text('{"train_micro_batch_size_per_gpu": 64, "zero_optimization": {"stage": 2}}')
+    job = write_job(tmp_path, tiny_checkpoint, backend={"name": "deepspeed",
+                                                        "ds_config": str(ds)})
+    env = {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "9"}
+    result = train_cli([str(job)], env=env, timeout=60)  # would hang waiting for rank 1
+    assert result.returncode == 2
+    assert "zero.json: train_micro_batch_size_per_gpu is 64 but the trainer config says 2" \
+        in result.stderr
+
+
+def test_resume_on_another_world_size_is_refused_clearly(tiny_checkpoint, tmp_path):
+    job = write_job(tmp_path, tiny_checkpoint, output={"checkpoint_every": 2})
+    assert train_cli([str(job)], timeout=240).returncode == 0
+    state = tmp_path / "run" / "checkpoints" / "step-00000004" / "trainer_state.json"
+    state.write_text(state.read_text().replace('"world_size": 1', '"world_size": 4'))
+    result = train_cli([str(job), "--resume"], timeout=240)
+    assert result.returncode == 2
+    assert "was written by 4 ranks, this run has 1" in result.stderr
+
+
+VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6),
+                                st.floats(allow_nan=True), st.text(max_size=12)),
+                      lambda inner: st.lists(inner, max_size=3), max_leaves=5)
+FIELDS = sorted({f"{section}.{name}" for section, klass in SECTIONS.items()
+                 for name in klass.__dataclass_fields__} | {"train.bogus", "nope.x"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(FIELDS), VALUES, max_size=6))
+def test_fuzzed_configs_give_a_config_error_or_a_config(entries):
+    data: dict = {}
+    for dotted, value in entries.items():
+        section, key = dotted.split(".")
+        data.setdefault(section, {})[key] = value
+    try:
+        JobConfig.from_dict(data)
+    except ConfigError as error:
+        assert "\n" not in str(error) and str(error)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40))
+def test_fuzzed_overrides_give_a_config_error_or_apply(text):
+    data: dict = {}
+    try:
+        apply_override(data, text)
+        JobConfig.from_dict(data)
+    except ConfigError as error:
+        assert "\n" not in str(error)
+
+
+def train_until_killed(rank, world_size, data):
+    from graddrop_dist.trainer.loop import run_job
+
+    os.environ["GRADDROP_FAULT"] = "kill:1:2"
+    return run_job(JobConfig.from_dict(data), rank=rank, world_size=world_size)
+
+
+@pytest.mark.distributed
+def test_survivors_of_a_dead_rank_fail_instead_of_hanging(tiny_checkpoint, tmp_path):
+    """No launcher agent to clean up: the surviving rank's own collective must fail."""
+    from graddrop_dist.testing import RankFailure, run_ranks
+
+    data = job_dict(tiny_checkpoint, tmp_path / "run", backend={"name": "ddp"})
+    data["train"].update(max_steps=4, micro_batch_size=2, gradient_accumulation=1)
+    start = time.monotonic()
+    with pytest.raises(RankFailure) as failure:
+        run_ranks(train_until_killed, 2, data, timeout=150, pg_timeout=30)
+    assert time.monotonic() - start < 120
+    assert failure.value.rank == 0  # rank 1 left no result: it was killed
+    assert any(word in str(failure.value).lower()
+               for word in ("connection", "closed", "timed out", "gloo", "peer"))
+
+
+@pytest.mark.parametrize("backend", ["single", "fsdp2"])
+def test_a_nan_step_is_skipped_and_counted(tiny_checkpoint, tmp_path, backend):
+    from safetensors.torch import load_file
+
+    job = write_job(tmp_path, tiny_checkpoint)
+    if backend == "single":
+        result = train_cli([str(job), "output.export_final=true"],
+                           env={"GRADDROP_FAULT": "nan:1"}, timeout=240)
+    else:
+        result = subprocess.run(
+            [sys.executable, "-m", "launcher", "--nproc-per-node", "2", "--", str(job),
+             "backend.name=fsdp2", "output.export_final=true"], capture_output=True, text=True, timeout=240,
+            cwd=tmp_path, env={**os.environ, "GRADDROP_FAULT": "nan:1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = yaml.safe_load((tmp_path / "run" / "results.json").read_text())
+    assert results["skipped_nonfinite_steps"] == 1 and results["steps"] == 4
+    weights = load_file(tmp_path / "run" / "final_model" / "model.safetensors")
+    assert all(bool(t.isfinite().all()) for t in weights.values())
+
+
+def test_a_nan_step_stops_the_run_when_asked(tiny_checkpoint, tmp_path):
+    job = write_job(tmp_path, tiny_checkpoint)
+    result = train_cli([str(job), "train.nonfinite=stop"], env={"GRADDROP_FAULT": "nan:1"},
+                       timeout=240)
+    assert result.returncode == 2
+    assert "graddrop-train: error: non-finite gradient norm" in result.stderr
