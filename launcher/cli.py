@@ -21,14 +21,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from graddrop_dist.cli_errors import OneLineParser
 from launcher.hostfile import LaunchError, parse_hostfile, select_slots
 from launcher.runners import RUNNERS, LaunchPlan, write_files
 
 MULTINODE_RUNNERS = ("pdsh", "openmpi", "slurm")
 
 
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="graddrop-launch", description="Start graddrop-train on one machine or many.",
         epilog="Everything after -- is passed to graddrop-train.")
     parser.add_argument("--launcher", default="local",

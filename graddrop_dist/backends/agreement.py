@@ -53,7 +53,7 @@ def first_disagreement(gathered: list[dict[str, Any]]) -> str | None:
     return " | ".join(differences) or None
 
 
-def _gather(payload: dict[str, Any], group) -> list[dict[str, Any]]:
+def gather_objects(payload: dict[str, Any], group=None) -> list[dict[str, Any]]:
     gathered: list[Any] = [None] * dist.get_world_size(group)
     dist.all_gather_object(gathered, payload, group=group)
     return gathered
@@ -74,7 +74,7 @@ def agree_at_attach(graddrop, adapter) -> int:
         "parameters": f"{len(graddrop.plans)} tensors, digest {_digest(shapes.encode())}",
         "mask_code": mask_code_version(),
     }
-    gathered = _gather({**payload, "_seed": drawn}, group)
+    gathered = gather_objects({**payload, "_seed": drawn}, group)
     difference = first_disagreement([{k: v for k, v in entry.items() if k != "_seed"}
                                      for entry in gathered])
     if difference:
@@ -98,7 +98,7 @@ def mask_fingerprint(graddrop, step: int, sample: int = 4096) -> str:
 
 
 def verify_masks(graddrop, adapter, step: int) -> None:
-    gathered = _gather({"mask fingerprint": mask_fingerprint(graddrop, step), "step": step},
+    gathered = gather_objects({"mask fingerprint": mask_fingerprint(graddrop, step), "step": step},
                        adapter.process_group())
     difference = first_disagreement(gathered)
     if difference:
@@ -110,5 +110,14 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
+def raise_on_disagreement(payload: dict[str, Any], what: str, group=None) -> list[dict]:
+    """Gather `payload` from every rank; raise RankDisagreement naming fields and ranks."""
+    gathered = gather_objects(payload, group)
+    difference = first_disagreement(gathered)
+    if difference:
+        raise RankDisagreement(f"graddrop: ranks disagree {what}: {difference}")
+    return gathered
+
+
 __all__ = ["RankDisagreement", "agree_at_attach", "verify_masks", "mask_fingerprint",
-           "first_disagreement", "is_distributed"]
+           "first_disagreement", "gather_objects", "raise_on_disagreement", "is_distributed"]

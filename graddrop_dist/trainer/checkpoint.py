@@ -52,6 +52,17 @@ class Checkpointer:
 
     # -------------------------------------------------------------- save
     def save(self, setup, step: int, trainer_state: dict) -> Path:
+        try:
+            return self._save(setup, step, trainer_state)
+        except OSError as error:
+            # Nothing was renamed: `latest` still names the previous complete checkpoint.
+            previous = self.latest()
+            raise ValueError(f"checkpoint at step {step} could not be written under "
+                             f"{self.root} ({error.strerror or error}); the latest complete "
+                             f"checkpoint is still {previous.name if previous else 'none'}") \
+                from None
+
+    def _save(self, setup, step: int, trainer_state: dict) -> Path:
         name = f"step-{step:08d}"
         partial = self.root / f".tmp-{name}"
         if self.rank == 0:

@@ -7,7 +7,6 @@ variables, runs the job, and shuts the process group down cleanly.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import logging
 import os
@@ -15,9 +14,12 @@ import sys
 import warnings
 from datetime import timedelta
 
+from graddrop_dist.cli_errors import OneLineParser
+
+
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="graddrop-train", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="graddrop-train", description=__doc__.splitlines()[0])
     parser.add_argument("config", nargs="?", help="YAML job config (configs/*.yaml)")
     parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=2e-5")
     parser.add_argument("--resume", action="store_true",
@@ -88,9 +90,11 @@ def main(argv=None) -> int:
         init_process_group(info.world_size, config.backend.timeout_s)
     from graddrop_dist.trainer.loop import run_job
 
+    from graddrop_dist.backends.agreement import RankDisagreement
+
     try:
         run_job(config, rank=info.rank, world_size=info.world_size, resume=args.resume)
-    except ValueError as error:  # data / resume problems found after start: one line
+    except (ValueError, RankDisagreement) as error:  # found after start, still one line
         print(f"graddrop-train: error: {error}", file=sys.stderr)
         return 2
     except (RuntimeError, ConnectionError) as error:

@@ -87,6 +87,32 @@ def make_training_setup(config: JobConfig, model, plan: BatchPlan, total_steps: 
         ds_config=ds_config)
 
 
+def agree_on_job(config: JobConfig, train_data, eval_data) -> None:
+    """Every rank must run the same job on the same data with the same code."""
+    import hashlib
+
+    import deepspeed
+    import transformers
+
+    import graddrop_dist
+    from graddrop_dist.backends.agreement import mask_code_version, raise_on_disagreement
+
+    digest = hashlib.sha256()
+    for ids, label in zip(train_data.input_ids, train_data.labels):
+        digest.update(f"{ids}:{label};".encode())
+    payload = {f"{section}.{key}": value for section, values in config.to_dict().items()
+               for key, value in values.items()}
+    payload.update({
+        "training examples": len(train_data),
+        "training data digest": digest.hexdigest()[:16],
+        "evaluation examples": {split: sum(len(d) for d in data.values())
+                                for split, data in eval_data.items()},
+        "code versions": f"graddrop-dist {graddrop_dist.__version__} (mask "
+                         f"{mask_code_version()}), torch {torch.__version__}, transformers "
+                         f"{transformers.__version__}, deepspeed {deepspeed.__version__}"})
+    raise_on_disagreement(payload, "about the job")
+
+
 def inject_fault(rank: int, step: int) -> None:
     """GRADDROP_FAULT=kill:<rank>:<step> SIGKILLs that rank before that optimizer step:
     how the tests make a rank die mid-run (the way an OOM-killed or lost node does)."""
@@ -147,6 +173,8 @@ def run_job(config: JobConfig, *, rank: int, world_size: int, resume: bool = Fal
     total_steps = plan.steps_per_epoch * config.train.epochs
     if config.train.max_steps:
         total_steps = min(total_steps, config.train.max_steps)
+    if world_size > 1:  # the first collective of the job: nothing else can hang first
+        agree_on_job(config, train_data, eval_data)
     setup = make_training_setup(config, model, plan, total_steps, world_size)
     graddrop = GradDrop(config.graddrop).attach(setup.model, setup.graddrop_optimizer(),
                                                 steps_per_epoch=plan.steps_per_epoch)

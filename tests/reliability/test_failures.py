@@ -168,3 +168,65 @@ def test_a_nan_step_stops_the_run_when_asked(tiny_checkpoint, tmp_path):
                        timeout=240)
     assert result.returncode == 2
     assert "graddrop-train: error: non-finite gradient norm" in result.stderr
+
+
+def disagreeing_job(rank, world_size, data):
+    from graddrop_dist.backends.agreement import RankDisagreement
+    from graddrop_dist.trainer.loop import run_job
+
+    data = {**data, "train": {**data["train"], "lr": 1e-3 * (rank + 1)}}
+    try:
+        run_job(JobConfig.from_dict(data), rank=rank, world_size=world_size)
+    except RankDisagreement as error:
+        return str(error)
+    return None
+
+
+@pytest.mark.distributed
+def test_ranks_with_different_jobs_stop_before_the_first_step(tiny_checkpoint, tmp_path):
+    from graddrop_dist.testing import run_ranks
+
+    data = job_dict(tiny_checkpoint, tmp_path / "run", backend={"name": "ddp"})
+    for message in run_ranks(disagreeing_job, 2, data, timeout=120):
+        assert message is not None and "\n" not in message
+        assert "ranks disagree about the job: train.lr: rank 0=0.001; rank 1=0.002" in message
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_one_latest(tiny_checkpoint, tmp_path,
+                                                                  monkeypatch):
+    import errno
+
+    import torch
+
+    from graddrop_dist.trainer.loop import run_job
+
+    data = job_dict(tiny_checkpoint, tmp_path / "run",
+                    output={"checkpoint_every": 2, "export_final": False})
+    data["train"].update(max_steps=4, micro_batch_size=2, gradient_accumulation=1)
+    real_save, calls = torch.save, []
+
+    def save_until_disk_is_full(obj, path, *args, **kwargs):
+        calls.append(str(path))
+        if "step-00000004" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_until_disk_is_full)
+    with pytest.raises(ValueError) as error:
+        run_job(JobConfig.from_dict(data), rank=0, world_size=1)
+    assert "checkpoint at step 4 could not be written" in str(error.value)
+    assert "No space left on device" in str(error.value)
+    assert "the latest complete checkpoint is still step-00000002" in str(error.value)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert (checkpoints / "latest").read_text() == "step-00000002"
+    assert not (checkpoints / "step-00000004").exists()
+
+
+def test_cli_flag_errors_are_one_line():
+    for module in ("graddrop_dist.trainer", "launcher"):
+        result = subprocess.run([sys.executable, "-m", module, "--no-such-flag", "x"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "unrecognized arguments: --no-such-flag" in lines[0]
