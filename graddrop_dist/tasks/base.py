@@ -8,21 +8,42 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Example:
+    """One text (or text pair) with one label; `group` ties ranked documents to a query."""
+
     text: str
     label: int
     text_pair: str | None = None
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class TokenExample:
+    """A pre-tokenized sentence with one tag per word (NER, POS)."""
+
+    words: tuple[str, ...]
+    tags: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class QAExample:
+    """Extractive QA (SQuAD format): answers are (text, character start) pairs."""
+
+    id: str
+    question: str
+    context: str
+    answers: tuple[tuple[str, int], ...]
 
 
 @dataclass
 class TaskData:
     name: str
     labels: list[str]
-    train: list[Example]                      # the training language only
-    dev: dict[str, list[Example]]             # language -> examples
-    test: dict[str, list[Example]]
+    train: list                               # the training language only
+    dev: dict[str, list]                      # language -> examples
+    test: dict[str, list]
     train_language: str = "en"
-    metric: str = "accuracy"
-    kind: str = "sequence-classification"
+    metric: str = "accuracy"  # accuracy, ner-f1, token-accuracy, ndcg, squad-f1
+    kind: str = "sequence-classification"  # token-classification, question-answering
     info: dict = field(default_factory=dict)  # sizes, sources: written to results.json
 
     @property

@@ -47,13 +47,22 @@ class TaskConfig:
     SECTION = "task"
 
     name: str = "chatterbot-topics"
-    """Task name (graddrop_dist.tasks.TASKS)."""
+    """chatterbot-topics (offline) or xglue-<task>: ner, pos, mlqa, nc, xnli, paws-x, qadsm,
+    wpr, qam (graddrop_dist.tasks.TASKS)."""
     split_seed: int = 13
     """Seed of the fixed train/dev/test split (offline tasks)."""
     min_examples: int = 40
     """Languages with fewer labelled examples are not evaluated."""
     data_dir: str | None = None
-    """Local data directory (XGLUE release layout) where the task reads files."""
+    """XGLUE: the release on disk (xglue_full_dataset/ or one task's folder); null reads
+    the Hugging Face hub dataset `hub_id` instead."""
+    hub_id: str = "microsoft/xglue"
+
+    def __post_init__(self) -> None:
+        from graddrop_dist.tasks import TASKS
+
+        if self.name not in TASKS:
+            raise ValueError(f"task.name: expected one of {', '.join(TASKS)}, got {self.name!r}")
 
 
 @typed_config

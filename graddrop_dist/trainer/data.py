@@ -1,50 +1,55 @@
-"""Tokenized examples and the seeded, rank-sliced batch order.
+"""Features and the seeded, rank-sliced batch order.
+
+A feature is a dict: `input_ids` plus the label fields of its task kind (`labels` as an
+int or a per-token list, or `start_positions` / `end_positions`). `collate` pads a
+micro-batch to its longest row (label lists with -100, which the loss ignores).
 
 The order of one epoch is a permutation drawn from (train.seed, epoch) alone: it does not
 depend on the rank, the mask seed or how far a previous run got, so a resumed run sees
 exactly the batches the uninterrupted one would have. Each optimizer step takes one
-global batch (micro_batch_size x accumulation x world_size examples); rank r reads its
+global batch (micro_batch_size x accumulation x world_size features); rank r reads its
 rows of every micro-batch. The last partial global batch of an epoch is dropped so every
 rank runs the same number of steps (a collective never waits on a rank that has none).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from graddrop_dist.tasks.base import Example
+IGNORE_INDEX = -100
 
 
 @dataclass
 class Encoded:
-    input_ids: list[list[int]]
-    labels: list[int]
+    features: list[dict] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)  # kind-specific (QA offsets, example ids)
 
     def __len__(self) -> int:
-        return len(self.labels)
-
-
-def encode(tokenizer, examples: list[Example], max_length: int) -> Encoded:
-    if not examples:
-        return Encoded([], [])
-    texts = [e.text for e in examples]
-    pairs = [e.text_pair for e in examples]
-    encoded = tokenizer(texts, pairs if any(p is not None for p in pairs) else None,
-                        truncation=True, max_length=max_length)
-    return Encoded(list(encoded["input_ids"]), [e.label for e in examples])
+        return len(self.features)
 
 
 def collate(data: Encoded, rows: list[int], pad_id: int) -> dict[str, torch.Tensor]:
     """Pad to the longest row of this micro-batch."""
-    longest = max(len(data.input_ids[i]) for i in rows)
+    features = [data.features[i] for i in rows]
+    longest = max(len(f["input_ids"]) for f in features)
     ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
-    for row, index in enumerate(rows):
-        sequence = data.input_ids[index]
-        ids[row, :len(sequence)] = torch.tensor(sequence, dtype=torch.long)
-    return {"input_ids": ids, "attention_mask": (ids != pad_id).long(),
-            "labels": torch.tensor([data.labels[i] for i in rows], dtype=torch.long)}
+    for row, feature in enumerate(features):
+        ids[row, :len(feature["input_ids"])] = torch.tensor(feature["input_ids"])
+    batch = {"input_ids": ids, "attention_mask": (ids != pad_id).long()}
+    for key in features[0]:
+        if key == "input_ids":
+            continue
+        values = [f[key] for f in features]
+        if isinstance(values[0], list):
+            padded = torch.full((len(rows), longest), IGNORE_INDEX, dtype=torch.long)
+            for row, value in enumerate(values):
+                padded[row, :len(value)] = torch.tensor(value, dtype=torch.long)
+            batch[key] = padded
+        else:
+            batch[key] = torch.tensor(values, dtype=torch.long)
+    return batch
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""Accuracy per language, computed on all ranks at once.
+"""Evaluation on all ranks at once, with each task's own metric.
 
 Every rank runs the same number of forward passes (sharded models all-gather inside the
 forward: a rank that stopped early would hang the others); rows beyond the data are
-padding whose predictions are ignored. Counts are summed with one all_reduce.
+padding whose outputs are dropped. Each rank turns its outputs into small predictions,
+one all_gather_object collects them, and every rank scores the full set.
 """
 
 from __future__ import annotations
@@ -11,43 +12,44 @@ import torch
 import torch.distributed as dist
 
 from graddrop_dist.trainer.data import Encoded, collate
+from graddrop_dist.trainer.kinds import LABEL_KEYS
 
 
 @torch.no_grad()
-def evaluate_accuracy(model, data: Encoded, *, batch_size: int, pad_id: int, rank: int,
-                      world_size: int, autocast_dtype=None) -> tuple[int, int]:
-    """(correct, total) over `data`."""
-    correct = 0
+def predict(model, kind, data: Encoded, metric: str, *, batch_size: int, pad_id: int,
+            rank: int, world_size: int, autocast_dtype=None) -> dict:
+    """{feature row: prediction} for every feature of `data`, on every rank."""
+    local = []
     per_step = batch_size * world_size
-    steps = max(1, -(-len(data) // per_step))
+    steps = -(-len(data) // per_step) if len(data) else 0
     for step in range(steps):
         start = step * per_step + rank * batch_size
         rows = [i for i in range(start, start + batch_size) if i < len(data)]
         real = len(rows)
-        if not rows:  # keep this rank in step with the others
-            rows = [0] if len(data) else []
-        if not rows:
-            continue
-        batch = collate(data, rows, pad_id)
-        labels = batch.pop("labels")
+        batch = collate(data, rows or [0], pad_id)  # keep this rank in step with the others
+        for key in LABEL_KEYS:
+            batch.pop(key, None)
         with torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            logits = model(**batch).logits
-        correct += int((logits.argmax(-1)[:real] == labels[:real]).sum())
-    counts = torch.tensor([correct], dtype=torch.long)
+            outputs = model(**batch)
+        if real:
+            local.extend(kind.predictions(outputs, rows, data, metric))
     if world_size > 1:
-        dist.all_reduce(counts)
-    return int(counts[0]), len(data)
+        gathered: list = [None] * world_size
+        dist.all_gather_object(gathered, local)
+        local = [item for part in gathered for item in part]
+    return dict(local)
 
 
-def evaluate_languages(model, splits: dict[str, Encoded], **kwargs) -> dict[str, float]:
-    """{language: accuracy} for every language with data, plus "avg" over languages."""
+def evaluate_languages(model, kind, task, examples: dict, encoded: dict, **kwargs) -> dict:
+    """{language: score} with the task's metric, plus "avg" over languages."""
     was_training = model.training
     model.eval()
     scores = {}
-    for language, data in splits.items():
-        correct, total = evaluate_accuracy(model, data, **kwargs)
-        if total:
-            scores[language] = correct / total
+    for language, data in encoded.items():
+        if not examples[language]:
+            continue
+        predicted = predict(model, kind, data, task.metric, **kwargs)
+        scores[language] = kind.score(task, examples[language], data, predicted, language)
     if was_training:
         model.train()
     if scores:

@@ -20,8 +20,9 @@ from graddrop_dist.ds_config import load_ds_config
 from graddrop_dist.tasks import load_task
 from graddrop_dist.trainer.checkpoint import Checkpointer
 from graddrop_dist.trainer.config import OFFLINE_MODEL, JobConfig
-from graddrop_dist.trainer.data import BatchPlan, collate, encode
+from graddrop_dist.trainer.data import BatchPlan, collate
 from graddrop_dist.trainer.evaluation import evaluate_languages
+from graddrop_dist.trainer.kinds import KINDS
 from graddrop_dist.trainer.export import export_pretrained
 from graddrop_dist.trainer.reporting import MetricsLog, results_table, write_results
 
@@ -36,11 +37,11 @@ def model_source(config: JobConfig) -> str:
     return config.model.name_or_path
 
 
-def build_model(config: JobConfig, num_labels: int, source: str):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def build_model(config: JobConfig, kind, task, source: str):
+    from transformers import AutoTokenizer
 
     torch.manual_seed(config.train.seed)  # the new head starts the same on every rank
-    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=num_labels)
+    model = kind.model_class().from_pretrained(source, **kind.model_kwargs(task))
     for name, param in model.named_parameters():
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in config.model.freeze):
             param.requires_grad_(False)
@@ -98,8 +99,8 @@ def agree_on_job(config: JobConfig, train_data, eval_data) -> None:
     from graddrop_dist.backends.agreement import mask_code_version, raise_on_disagreement
 
     digest = hashlib.sha256()
-    for ids, label in zip(train_data.input_ids, train_data.labels):
-        digest.update(f"{ids}:{label};".encode())
+    for feature in train_data.features:
+        digest.update(repr(sorted(feature.items())).encode())
     payload = {f"{section}.{key}": value for section, values in config.to_dict().items()
                for key, value in values.items()}
     payload.update({
@@ -156,13 +157,15 @@ def write_rank_record(output: Path, rank: int, world_size: int, graddrop) -> Non
 
 def run_job(config: JobConfig, *, rank: int, world_size: int, resume: bool = False) -> dict:
     output = Path(config.output.dir)
-    task = load_task(config.task.name, seed=config.task.split_seed,
-                     min_examples=config.task.min_examples)
+    task = load_task(config.task.name, split_seed=config.task.split_seed,
+                     min_examples=config.task.min_examples, data_dir=config.task.data_dir,
+                     hub_id=config.task.hub_id)
     source = model_source(config)
-    model, tokenizer = build_model(config, len(task.labels), source)
+    kind = KINDS[task.kind]
+    model, tokenizer = build_model(config, kind, task, source)
     max_length = config.model.max_length
-    train_data = encode(tokenizer, task.train, max_length)
-    eval_data = {split: {lang: encode(tokenizer, examples, max_length)
+    train_data = kind.encode(tokenizer, task.train, max_length, train=True)
+    eval_data = {split: {lang: kind.encode(tokenizer, examples, max_length, train=False)
                          for lang, examples in getattr(task, split).items()}
                  for split in ("dev", "test")}
     plan = BatchPlan(len(train_data), config.train.micro_batch_size,
@@ -190,13 +193,14 @@ def run_job(config: JobConfig, *, rank: int, world_size: int, resume: bool = Fal
     eval_kwargs = dict(batch_size=config.train.eval_batch_size, pad_id=pad_id, rank=rank,
                        world_size=world_size, autocast_dtype=setup.autocast_dtype)
     if rank == 0:
-        print(f"task {task.name}: {len(task.labels)} labels, {len(train_data)} training "
-              f"examples, {len(task.languages)} languages; {plan.steps_per_epoch} steps/epoch "
-              f"of {plan.global_batch} examples; backend {config.backend.name} on "
+        print(f"task {task.name} ({task.metric}): {len(task.labels)} labels, "
+              f"{len(train_data)} training features, {len(task.languages)} languages; "
+              f"{plan.steps_per_epoch} steps/epoch of {plan.global_batch} features; backend {config.backend.name} on "
               f"{world_size} rank(s); graddrop {config.graddrop.method}", flush=True)
 
     def evaluate_and_record(epoch: int) -> None:
-        scores = {split: evaluate_languages(setup.model, eval_data[split], **eval_kwargs)
+        scores = {split: evaluate_languages(setup.model, kind, task, getattr(task, split),
+                                            eval_data[split], **eval_kwargs)
                   for split in ("dev", "test")}
         record = {"epoch": epoch, "global_step": state["global_step"], **scores}
         state["history"].append(record)

@@ -27,15 +27,16 @@ def english_test_accuracy(model_dir) -> float:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from graddrop_dist.tasks import load_task
-    from graddrop_dist.trainer.data import encode
-    from graddrop_dist.trainer.evaluation import evaluate_accuracy
+    from graddrop_dist.trainer.evaluation import predict
+    from graddrop_dist.trainer.kinds import SequenceKind
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-    data = encode(tokenizer, load_task("chatterbot-topics").test["en"], 16)
-    correct, total = evaluate_accuracy(model, data, batch_size=64,
-                                       pad_id=tokenizer.pad_token_id, rank=0, world_size=1)
-    return correct / total
+    examples = load_task("chatterbot-topics").test["en"]
+    data = SequenceKind().encode(tokenizer, examples, 16, train=False)
+    predicted = predict(model, SequenceKind(), data, "accuracy", batch_size=64,
+                        pad_id=tokenizer.pad_token_id, rank=0, world_size=1)
+    return sum(predicted[i] == e.label for i, e in enumerate(examples)) / len(examples)
 
 
 def test_single_process_cli_run_leaves_results_metrics_and_export(tiny_checkpoint, tmp_path):
