@@ -1,0 +1,172 @@
+"""XGLUE loaders on hand-written fixtures in each task's official format, the hub-format
+conversion, malformed files, and a short training run per task family."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from graddrop_dist.tasks import load_task
+from graddrop_dist.tasks.xglue import XGLUE, DataFileError, load_xglue_local
+from graddrop_dist.tasks.xglue_hub import from_dataset_dict
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "xglue"
+RELEASE = FIXTURES / "xglue_full_dataset"
+
+
+@pytest.mark.parametrize("name", sorted(XGLUE))
+def test_every_task_loads_train_and_two_languages(name):
+    task = load_xglue_local(name, FIXTURES)
+    assert task.train and set(task.dev) == set(task.test) == {"en", "de"}
+    assert task.languages == ["en", "de"] and task.kind == XGLUE[name].kind
+    # The task folder itself works as data_dir too.
+    assert load_xglue_local(name, RELEASE / XGLUE[name].folder).train == task.train
+
+
+def test_parsed_values_follow_the_official_formats():
+    xnli = load_xglue_local("xnli", FIXTURES)
+    assert xnli.train[1].text_pair == "The stage is empty."
+    assert xnli.labels[xnli.train[1].label] == "contradiction"  # "contradictory" in train
+    paws = load_xglue_local("paws-x", FIXTURES)
+    assert len(paws.train) == 4 and paws.train[0].label == 1  # header skipped, id dropped
+    wpr = load_xglue_local("wpr", FIXTURES)
+    assert {e.group for e in wpr.train} == {"python tutorial", "weather berlin"}
+    assert [e.label for e in wpr.train[:3]] == [4, 1, 3]
+    nc = load_xglue_local("nc", FIXTURES)
+    assert nc.labels == ["autos", "finance", "foodanddrink", "sports"]
+    ner = load_xglue_local("ner", FIXTURES)
+    assert ner.train[1].words == ("Peter", "Blackburn")
+    assert [ner.labels[t] for t in ner.train[1].tags] == ["B-PER", "I-PER"]
+    mlqa = load_xglue_local("mlqa", FIXTURES)
+    answer, start = mlqa.dev["de"][0].answers[0]
+    assert mlqa.dev["de"][0].context[start:start + len(answer)] == "330 Meter"
+
+
+@pytest.mark.parametrize("relative,content,message", [
+    ("NC/xglue.nc.de.dev", "title\tbody\tsports\nonly two\tcolumns\n",
+     r"xglue.nc.de.dev:2: expected 3 tab-separated columns, got 2"),
+    ("XNLI/de.dev", "a\tb\tmaybe\n", r"de.dev:1: label 'maybe' is not one of entailment"),
+    ("NER/de.dev", "Paris B-LOC\nBerlin B-LOC extra\n", r"de.dev:2: expected 'word tag'"),
+    ("MLQA/MLQA_V1/dev/dev-context-de-question-de.json", '{"data": [\n  {]}',
+     r"dev-context-de-question-de.json:2: invalid JSON"),
+])
+def test_malformed_files_name_file_and_line(tmp_path, relative, content, message):
+    release = tmp_path / "xglue_full_dataset"
+    shutil.copytree(RELEASE, release)
+    (release / relative).write_text(content)
+    name = {"NC": "nc", "XNLI": "xnli", "NER": "ner", "MLQA": "mlqa"}[relative.split("/")[0]]
+    with pytest.raises(DataFileError, match=message):
+        load_xglue_local(name, tmp_path)
+
+
+def test_missing_release_names_the_expected_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no xnli training file multinli.train.en.tsv"):
+        load_xglue_local("xnli", tmp_path)
+
+
+def _hub_rows(name, examples, labels):
+    """Rows with the hub dataset's feature names (its loading script's schema)."""
+    rows = []
+    for e in examples:
+        if name == "xnli":
+            rows.append({"premise": e.text, "hypothesis": e.text_pair, "label": e.label})
+        elif name == "wpr":
+            title, _, snippet = e.text_pair.partition(" ")
+            rows.append({"query": e.text, "wed_page_title": title, "web_page_snippet": snippet,
+                         "relavance_label": e.label})
+        elif name == "ner":
+            rows.append({"words": list(e.words), "ner": [labels[t] for t in e.tags]})
+        elif name == "mlqa":
+            rows.append({"id": e.id, "question": e.question, "context": e.context,
+                         "answers": {"text": [a for a, _ in e.answers],
+                                     "answer_start": [s for _, s in e.answers]}})
+    return rows
+
+
+@pytest.mark.parametrize("name", ["xnli", "wpr", "ner", "mlqa"])
+def test_hub_dataset_converts_to_the_same_task(name):
+    import datasets
+
+    local = load_xglue_local(name, FIXTURES)
+    splits = {"train": local.train, **{f"validation.{k}": v for k, v in local.dev.items()},
+              **{f"test.{k}": v for k, v in local.test.items()}}
+    hub = datasets.DatasetDict({split: datasets.Dataset.from_list(
+        _hub_rows(name, examples, local.labels)) for split, examples in splits.items()})
+    converted = from_dataset_dict(name, hub)
+    assert converted.dev == local.dev and converted.test == local.test
+    if name != "wpr":  # the hub joins title and snippet the same way; train order kept
+        assert converted.train == local.train
+
+
+def test_load_task_routes_xglue_names_to_the_local_release():
+    task = load_task("xglue-qam", data_dir=str(FIXTURES))
+    assert task.name == "xglue-qam" and task.metric == "accuracy"
+
+
+# --------------------------------------------------------------------- metrics
+def test_metrics_against_hand_computed_values():
+    from graddrop_dist.tasks import metrics
+
+    assert metrics.accuracy([1, 0, 2, 2], [1, 1, 2, 0]) == 0.5
+    gold = [["B-PER", "I-PER", "O", "B-LOC"]]
+    guess = [["B-PER", "I-PER", "O", "B-ORG"]]  # one of two entities right: P = R = 1/2
+    assert metrics.ner_f1(guess, gold) == pytest.approx(0.5)
+    assert metrics.token_accuracy([[1, 2, 3], [4]], [[1, 2, 0], [4]]) == 0.75
+    # One query, relevances 3, 2, 0 ranked as 2, 3, 0:
+    # DCG = 3 / log2(2) + 7 / log2(3) = 7.41650; ideal = 7 + 3 / log2(3) = 8.89279.
+    assert metrics.ndcg(["q"] * 3, [0.9, 0.5, 0.1], [2, 3, 0]) == pytest.approx(0.833990,
+                                                                               abs=1e-5)
+    assert metrics.ndcg(["q"] * 2, [0.5, 0.5], [0, 4]) < 1.0  # ties earn no credit
+
+    class QA:
+        def __init__(self, id, answers):
+            self.id, self.answers = id, answers
+
+    examples = [QA("a", (("330 metres", 0),)), QA("b", (("330 metres", 0),)),
+                QA("c", (("Paris", 0), ("in Paris", 0)))]
+    scores = metrics.squad_scores({"a": "the 330 metres.", "b": "330", "c": "Paris"}, examples)
+    # a: exact after normalization; b: P = 1, R = 1/2 -> F1 2/3; c: exact (best answer).
+    assert scores["exact_match"] == pytest.approx(2 / 3)
+    assert scores["f1"] == pytest.approx((1 + 2 / 3 + 1) / 3)
+    assert metrics.normalize_answer("北京大学 in", "zh") == ["北", "京", "大", "学", "in"]
+
+
+# --------------------------------------------------------------------- training
+@pytest.mark.parametrize("name", ["nc", "qam", "wpr", "ner", "pos", "mlqa"])
+def test_short_training_run_per_task_family(tiny_checkpoint, tmp_path, name):
+    from graddrop_dist.trainer.config import JobConfig
+    from graddrop_dist.trainer.loop import run_job
+    from jobs import job_dict
+
+    data = job_dict(tiny_checkpoint, tmp_path / "run",
+                    task={"name": f"xglue-{name}", "data_dir": str(FIXTURES)},
+                    output={"export_final": False, "export_hf": False, "tensorboard": False})
+    data["model"]["max_length"] = 48 if name == "mlqa" else 32
+    data["train"].update(micro_batch_size=2, gradient_accumulation=1, max_steps=2, epochs=3,
+                         eval_batch_size=4)
+    results = run_job(JobConfig.from_dict(data), rank=0, world_size=1)
+    assert results["steps"] == 2
+    for split in ("dev", "test"):
+        scores = results["final"][split]
+        assert set(scores) == {"en", "de", "avg"}
+        assert all(0.0 <= value <= 1.0 for value in scores.values())
+    written = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert written["task"]["task"] == f"xglue-{name}"
+
+
+@pytest.mark.parametrize("name", sorted(XGLUE))
+def test_cluster_recipes_are_valid_jobs(name):
+    from graddrop_dist.trainer.config import load_job_config
+
+    repo = Path(__file__).resolve().parents[2]
+    recipe = repo / "configs" / "xglue" / f"{name}.yaml"
+    config = load_job_config(recipe)
+    assert config.task.name == f"xglue-{name}"
+    assert config.model.name_or_path == "xlm-roberta-large"
+    assert (repo / config.backend.ds_config).exists()
+    assert load_job_config(recipe, ["graddrop.method=full"]).graddrop.method == "full"
+    expected_lr = {"pos": 2e-5, "mlqa": 3e-5}.get(name, 5e-6)
+    assert config.train.lr == expected_lr
