@@ -18,16 +18,22 @@ from graddrop_dist.trainer.data import IGNORE_INDEX, Encoded
 LABEL_KEYS = ("labels", "start_positions", "end_positions")
 
 
-class SequenceKind:
-    name = "sequence-classification"
+class Kind:
+    name = "abstract"
+    auto_class = "AutoModel"  # the transformers Auto class of this kind's head
 
     def model_class(self):
-        from transformers import AutoModelForSequenceClassification
+        import transformers
 
-        return AutoModelForSequenceClassification
+        return getattr(transformers, self.auto_class)
 
     def model_kwargs(self, task) -> dict:
         return {"num_labels": len(task.labels)}
+
+
+class SequenceKind(Kind):
+    name = "sequence-classification"
+    auto_class = "AutoModelForSequenceClassification"
 
     def encode(self, tokenizer, examples, max_length: int, *, train: bool) -> Encoded:
         if not examples:
@@ -56,16 +62,9 @@ class SequenceKind:
         return metrics.accuracy(values, [e.label for e in examples])
 
 
-class TokenKind:
+class TokenKind(Kind):
     name = "token-classification"
-
-    def model_class(self):
-        from transformers import AutoModelForTokenClassification
-
-        return AutoModelForTokenClassification
-
-    def model_kwargs(self, task) -> dict:
-        return {"num_labels": len(task.labels)}
+    auto_class = "AutoModelForTokenClassification"
 
     def encode(self, tokenizer, examples, max_length: int, *, train: bool) -> Encoded:
         if not examples:
@@ -107,15 +106,11 @@ class TokenKind:
         return metrics.token_accuracy(guess, gold)
 
 
-class QAKind:
+class QAKind(Kind):
     name = "question-answering"
+    auto_class = "AutoModelForQuestionAnswering"
     doc_stride = 128
     max_answer_tokens = 30
-
-    def model_class(self):
-        from transformers import AutoModelForQuestionAnswering
-
-        return AutoModelForQuestionAnswering
 
     def model_kwargs(self, task) -> dict:
         return {}
