@@ -73,7 +73,10 @@ def main(argv=None) -> int:
         config = load_job_config(args.config, args.overrides)
         info = discover_rank()
         preflight(config, rank=info.rank, world_size=info.world_size)
-    except (ConfigError, ValueError) as error:
+        from graddrop_dist.trainer.loop import load_job_task
+
+        task = load_job_task(config)  # data files are checked before any process group
+    except (ConfigError, ValueError, FileNotFoundError) as error:
         print(f"graddrop-train: error: {error}", file=sys.stderr)
         return 2
     if config.backend.name == "single" and info.world_size > 1:
@@ -93,7 +96,8 @@ def main(argv=None) -> int:
     from graddrop_dist.backends.agreement import RankDisagreement
 
     try:
-        run_job(config, rank=info.rank, world_size=info.world_size, resume=args.resume)
+        run_job(config, rank=info.rank, world_size=info.world_size, resume=args.resume,
+                task=task)
     except (ValueError, RankDisagreement) as error:  # found after start, still one line
         print(f"graddrop-train: error: {error}", file=sys.stderr)
         return 2

@@ -155,11 +155,18 @@ def write_rank_record(output: Path, rank: int, world_size: int, graddrop) -> Non
     (folder / f"rank{rank}.json").write_text(json.dumps(record, indent=1))
 
 
-def run_job(config: JobConfig, *, rank: int, world_size: int, resume: bool = False) -> dict:
-    output = Path(config.output.dir)
-    task = load_task(config.task.name, split_seed=config.task.split_seed,
+def load_job_task(config: JobConfig):
+    return load_task(config.task.name, split_seed=config.task.split_seed,
                      min_examples=config.task.min_examples, data_dir=config.task.data_dir,
                      hub_id=config.task.hub_id)
+
+
+def run_job(config: JobConfig, *, rank: int, world_size: int, resume: bool = False,
+            task=None) -> dict:
+    """`task`: the loaded TaskData when the caller read it already (graddrop-train reads
+    it before the process group starts, so a bad data file is a one-line error)."""
+    output = Path(config.output.dir)
+    task = task or load_job_task(config)
     source = model_source(config)
     kind = KINDS[task.kind]
     model, tokenizer = build_model(config, kind, task, source)

@@ -230,3 +230,21 @@ def test_cli_flag_errors_are_one_line():
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "unrecognized arguments: --no-such-flag" in lines[0]
+
+
+def test_a_malformed_data_file_is_one_line_before_any_process_group(tiny_checkpoint,
+                                                                   tmp_path):
+    import shutil
+
+    release = tmp_path / "xglue"
+    shutil.copytree(os.path.join(REPO, "tests", "fixtures", "xglue"), release)
+    bad = release / "xglue_full_dataset" / "QAM" / "xglue.qam.de.dev"
+    bad.write_text("question\tpassage\t1\nno label here\tpassage\n")
+    job = write_job(tmp_path, tiny_checkpoint, task={"name": "xglue-qam",
+                                                     "data_dir": str(release)})
+    env = {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "9"}
+    result = train_cli([str(job), "backend.name=ddp"], env=env, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].endswith("xglue.qam.de.dev:2: expected 3 tab-separated columns, got 2")
