@@ -115,12 +115,24 @@ class Checkpointer:
         complete = sorted(p for p in self.root.glob("step-*") if (p / STATE_FILE).exists())
         return complete[-1] if complete else None
 
-    def load(self, setup, path: Path) -> dict:
+    def load(self, setup, path: Path, global_batch: int) -> dict:
+        """Restore a checkpoint. On another world size (torch.distributed.checkpoint
+        reshards; DeepSpeed's own format cannot) the global batch must stay the same, so
+        the run sees the same batches in the same order; per-rank RNG states are then
+        taken from the old rank of the same number (or rank 0), so dropout differs."""
         state = json.loads((path / STATE_FILE).read_text())
-        if state["world_size"] != self.world_size:
-            raise ValueError(f"--resume: {path} was written by {state['world_size']} ranks, "
-                             f"this run has {self.world_size}; resume with the same world "
-                             "size")
+        saved_world = state["world_size"]
+        if saved_world != self.world_size:
+            if setup.is_deepspeed:
+                raise ValueError(f"--resume: {path} was written by {saved_world} ranks in "
+                                 f"DeepSpeed's format, this run has {self.world_size}; "
+                                 "DeepSpeed checkpoints resume on the same world size")
+            if state.get("global_batch") != global_batch:
+                raise ValueError(f"--resume: {path} was written by {saved_world} ranks with "
+                                 f"a global batch of {state.get('global_batch')}; this run "
+                                 f"has {self.world_size} ranks and a global batch of "
+                                 f"{global_batch}; keep micro_batch_size x "
+                                 "gradient_accumulation x ranks equal")
         if setup.is_deepspeed:
             load_path, _ = setup.model.load_checkpoint(str(path), tag="deepspeed")
             if load_path is None:
@@ -135,5 +147,6 @@ class Checkpointer:
                            optim_state_dict=target["optimizer"])
             if setup.scheduler is not None:
                 setup.scheduler.load_state_dict(torch.load(path / "scheduler.pt"))
-        set_rng_state(torch.load(path / f"rng-rank{self.rank}.pt", weights_only=False))
+        rng_rank = self.rank if self.rank < saved_world else 0
+        set_rng_state(torch.load(path / f"rng-rank{rng_rank}.pt", weights_only=False))
         return state

@@ -192,7 +192,7 @@ def run_job(config: JobConfig, *, rank: int, world_size: int, resume: bool = Fal
                                keep=config.output.keep_checkpoints)
     state = {"global_step": 0, "epoch": 0, "step_in_epoch": 0, "history": [], "best": None}
     if resume and (latest := checkpoints.latest()) is not None:
-        state = checkpoints.load(setup, latest)
+        state = checkpoints.load(setup, latest, plan.global_batch)
         graddrop.load_state_dict(state["graddrop"])
         setup.skipped_steps = state.get("skipped_nonfinite_steps", 0)
     metrics = MetricsLog(output, enabled=rank == 0, tensorboard=config.output.tensorboard)
@@ -221,6 +221,7 @@ def run_job(config: JobConfig, *, rank: int, world_size: int, resume: bool = Fal
 
     def save_checkpoint() -> None:
         state["graddrop"] = graddrop.state_dict()
+        state["global_batch"] = plan.global_batch
         state["skipped_nonfinite_steps"] = setup.skipped_steps
         checkpoints.save(setup, state["global_step"], state)
 

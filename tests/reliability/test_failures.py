@@ -3,6 +3,7 @@ directory, a conflicting DeepSpeed JSON, a resume on another world size, fuzzed 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -78,14 +79,64 @@ def test_conflicting_deepspeed_json_fails_before_any_process_group(tiny_checkpoi
         in result.stderr
 
 
-def test_resume_on_another_world_size_is_refused_clearly(tiny_checkpoint, tmp_path):
+def test_resume_on_another_global_batch_is_refused_clearly(tiny_checkpoint, tmp_path):
     job = write_job(tmp_path, tiny_checkpoint, output={"checkpoint_every": 2})
     assert train_cli([str(job)], timeout=240).returncode == 0
     state = tmp_path / "run" / "checkpoints" / "step-00000004" / "trainer_state.json"
-    state.write_text(state.read_text().replace('"world_size": 1', '"world_size": 4'))
+    saved = json.loads(state.read_text())
+    state.write_text(json.dumps({**saved, "world_size": 4, "global_batch": 8}))
     result = train_cli([str(job), "--resume"], timeout=240)
     assert result.returncode == 2
-    assert "was written by 4 ranks, this run has 1" in result.stderr
+    assert "was written by 4 ranks with a global batch of 8; this run has 1 ranks and a " \
+           "global batch of 2" in result.stderr
+
+
+def train_to_end(rank, world_size, data, resume=False):
+    from graddrop_dist.trainer.loop import run_job
+
+    return run_job(JobConfig.from_dict(data), rank=rank, world_size=world_size, resume=resume)
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("backend,before,after", [("ddp", 2, 1), ("fsdp2", 2, 4)])
+def test_resume_on_another_world_size_keeps_the_trajectory(tiny_checkpoint, tmp_path,
+                                                           backend, before, after):
+    """2 ranks x micro-batch 2 = 1 rank x 2 micro-batches of 2 = 4 ranks x 1: the same
+    global batches, so resuming on another world size stays within tolerance of the
+    uninterrupted run (dropout off: per-rank dropout streams cannot carry over)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from graddrop_dist.testing import run_ranks
+
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    assert config["hidden_dropout_prob"] > 0  # the fixture has dropout: switch it off here
+    tiny = tmp_path / "tiny-no-dropout"
+    shutil.copytree(tiny_checkpoint, tiny)
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (tiny / "config.json").write_text(json.dumps(config))
+
+    def job_for(directory, world_size):
+        data = job_dict(tiny, directory, backend={"name": backend},
+                        output={"checkpoint_every": 2, "keep_checkpoints": 5})
+        accumulation = 2 if world_size == 1 else 1  # global batch 4 on 1, 2 or 4 ranks
+        data["train"].update(max_steps=4, micro_batch_size=4 // world_size // accumulation,
+                             gradient_accumulation=accumulation)
+        return data
+
+    run_ranks(train_to_end, before, job_for(tmp_path / "whole", before), timeout=240)
+    resumed = tmp_path / "resumed" / "checkpoints"
+    resumed.mkdir(parents=True)
+    shutil.copytree(tmp_path / "whole" / "checkpoints" / "step-00000002",
+                    resumed / "step-00000002")
+    (resumed / "latest").write_text("step-00000002")
+    run_ranks(train_to_end, after, job_for(tmp_path / "resumed", after), True, timeout=240)
+    whole = load_file(tmp_path / "whole" / "final_model" / "model.safetensors")
+    again = load_file(tmp_path / "resumed" / "final_model" / "model.safetensors")
+    for name in whole:
+        torch.testing.assert_close(again[name], whole[name], rtol=1e-4, atol=1e-5)
 
 
 VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6),
