@@ -55,6 +55,9 @@ class GradDropConfig:
     """layer-graddrop: drop rate of the top encoder layer; linear in depth in between."""
     layers_per_epoch: int = 1
     """gradual-unfreeze: layer groups unfrozen per epoch, top down (embeddings last)."""
+    compact: bool = False
+    """DDP: all-reduce only the kept elements of each bucket (every rank knows the mask),
+    then expand; the result equals the dense path. Other backends ignore it for now."""
     verify_every: int = 0
     """Distributed: every K optimizer steps, gather a fingerprint of the masks from every
     rank and raise on divergence (0: only the check at attach)."""

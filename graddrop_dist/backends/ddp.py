@@ -13,10 +13,12 @@ hook reduces them.
 
 from __future__ import annotations
 
+import torch
+import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
 from graddrop_dist.backends.base import TensorHookAdapter
-from graddrop_dist.mask import canonical_name
+from graddrop_dist.mask import canonical_name, rescale_factor
 
 
 class DDPAdapter(TensorHookAdapter):
@@ -37,7 +39,8 @@ class DDPAdapter(TensorHookAdapter):
         self.mode = "comm hook"
         names = {id(param): canonical_name(name) for name, param in self.named_parameters()}
         state = _BucketMasking(self.graddrop, names, self.model.process_group)
-        self.model.register_comm_hook(state, _mask_bucket_then_allreduce)
+        hook = _compact_allreduce if self.graddrop.config.compact else _mask_bucket_then_allreduce
+        self.model.register_comm_hook(state, hook)
         # DDP cannot unregister a comm hook: detach() turns it into the plain all-reduce.
         self._handles.append(state)
 
@@ -61,3 +64,42 @@ def _mask_bucket_then_allreduce(state: _BucketMasking, bucket):
                 flat = grad.view(-1)
                 state.graddrop.mask_(name, flat, out=flat)
     return allreduce_hook(state.process_group, bucket)
+
+
+def _compact_allreduce(state: _BucketMasking, bucket):
+    """All-reduce only the kept elements: every rank draws the same mask, so every rank
+    packs the same positions, and the reduced values are scattered back into the bucket.
+    Dropped elements never travel; the result equals masking then reducing densely."""
+    if not state.active:
+        return allreduce_hook(state.process_group, bucket)
+    graddrop = state.graddrop
+    buffer = bucket.buffer()
+    pieces, placements = [], []
+    for param, grad in zip(bucket.parameters(), bucket.gradients()):
+        name, flat = state.names[id(param)], grad.view(-1)
+        keep = graddrop.keep_mask(name).view(-1) if graddrop.may_be_masked(name) else None
+        if keep is None or bool(keep.all()):
+            keep = None
+            pieces.append(flat)
+        else:
+            rate = graddrop.schedule(name)[1]
+            pieces.append(flat[keep] * rescale_factor(rate, graddrop.config.rescales))
+        placements.append((flat, keep))
+    world = dist.get_world_size(state.process_group)
+    packed = torch.cat(pieces).div_(world) if pieces else buffer.new_zeros(0)
+    future = dist.all_reduce(packed, group=state.process_group, async_op=True).get_future()
+
+    def unpack(done):
+        reduced, position = done.value()[0], 0
+        for flat, keep in placements:
+            count = flat.numel() if keep is None else int(keep.sum())
+            values = reduced[position:position + count]
+            if keep is None:
+                flat.copy_(values)
+            else:
+                flat.zero_()
+                flat.masked_scatter_(keep, values)
+            position += count
+        return buffer
+
+    return future.then(unpack)

@@ -44,7 +44,8 @@ def micro_batches(rank: int = 0, world_size: int = 1):
 
 class MaskRecorder:
     """Records the keep bits GradDrop actually applies, whatever implementation is active,
-    by masking a tensor of ones with the same call: {(step, name): bool[numel]}."""
+    by masking a tensor of ones with the same call: {(step, name): bool[numel]}. The
+    compacting DDP hook asks GradDrop.keep_mask instead: that is recorded too."""
 
     def __init__(self, graddrop: GradDrop) -> None:
         self.graddrop = graddrop
@@ -61,6 +62,15 @@ class MaskRecorder:
             return applied(name, grad, offset=offset, out=out)
 
         graddrop.mask_ = recording_mask_
+        keep_mask = graddrop.keep_mask
+
+        def recording_keep_mask(name, step=None):
+            bits = keep_mask(name, step)
+            if step is None:
+                self.masks[(graddrop.step, name)] = bits.reshape(-1).clone()
+            return bits
+
+        graddrop.keep_mask = recording_keep_mask
 
 
 def new_model():

@@ -1,0 +1,74 @@
+"""Bytes handed to the all-reduce per optimizer step under DDP: GradDrop compacted
+(`GradDropConfig(compact=True)`: only kept elements travel) vs GradDrop dense (masked
+zeros travel), side by side on 2 local CPU ranks.
+
+    python benchmarks/communication_bytes.py [--rates 0.5,0.9] [--steps 3]
+
+Goal (issue 8): compacted <= (1 - p) of dense + 3%. The new task head is never masked,
+so its share of the model sets the floor (printed as "floor").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+
+from graddrop_dist import GradDrop, GradDropConfig  # noqa: E402
+from graddrop_dist.backends.wrap import wrap  # noqa: E402
+from graddrop_dist.testing import run_ranks  # noqa: E402
+
+
+def count_bytes(rank, world_size, rate, compact, steps):
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+    torch.manual_seed(0)
+    model = XLMRobertaForSequenceClassification(XLMRobertaConfig(
+        vocab_size=8000, hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
+        intermediate_size=512, max_position_embeddings=72, num_labels=4))
+    head = sum(p.numel() for n, p in model.named_parameters() if n.startswith("classifier."))
+    total = sum(p.numel() for p in model.parameters())
+    setup = wrap(model, "ddp", make_optimizer=lambda p: torch.optim.AdamW(p, lr=1e-5))
+    GradDrop(GradDropConfig(drop_rate=rate, compact=compact)).attach(setup.model,
+                                                                     setup.optimizer)
+    sent = []
+    all_reduce = dist.all_reduce
+
+    def counting_all_reduce(tensor, *args, **kwargs):
+        sent.append(tensor.numel() * tensor.element_size())
+        return all_reduce(tensor, *args, **kwargs)
+
+    dist.all_reduce = counting_all_reduce
+    generator = torch.Generator().manual_seed(rank)
+    try:
+        for _ in range(steps):
+            batch = {"input_ids": torch.randint(3, 8000, (4, 64), generator=generator),
+                     "labels": torch.randint(0, 4, (4,), generator=generator)}
+            setup.train_step([batch])
+    finally:
+        dist.all_reduce = all_reduce
+    setup.close()
+    return sum(sent) / steps, head / total
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="0.5,0.9")
+    parser.add_argument("--steps", type=int, default=3)
+    args = parser.parse_args(argv)
+    print("DDP, 2 ranks, XLM-R hidden 128 x 4 layers, vocab 8000; bytes per optimizer step")
+    print("| p | dense MB | compacted MB | ratio | goal (1-p)+3% | floor (head share) |")
+    print("|---|---|---|---|---|---|")
+    for rate in (float(r) for r in args.rates.split(",")):
+        dense, head_share = run_ranks(count_bytes, 2, rate, False, args.steps)[0]
+        compact, _ = run_ranks(count_bytes, 2, rate, True, args.steps)[0]
+        print(f"| {rate} | {dense / 1e6:.2f} | {compact / 1e6:.2f} | {compact / dense:.3f} | "
+              f"{1 - rate + 0.03:.3f} | {head_share:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
