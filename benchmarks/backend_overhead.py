@@ -86,8 +86,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     print(f"2 ranks (gloo, CPU, 1 thread each); XLM-R hidden {args.hidden}, {args.layers} "
           f"layers, vocab {args.vocab}; batch 8 x 64 per rank; median of {args.steps} steps")
-    print(f"| backend | baseline ms | GradDrop ms | ratio |")
-    print(f"|---|---|---|---|")
+    print("| backend | baseline ms | GradDrop ms | ratio |")
+    print("|---|---|---|---|")
     for name in args.backends.split(","):
         results = run_ranks(measure, 2, name, args.steps, args.hidden, args.layers,
                             args.vocab, timeout=600)
