@@ -1,6 +1,6 @@
-"""Bytes handed to the all-reduce per optimizer step under DDP: GradDrop compacted
-(`GradDropConfig(compact=True)`: only kept elements travel) vs GradDrop dense (masked
-zeros travel), side by side on 2 local CPU ranks.
+"""Bytes handed to the gradient collectives per optimizer step (DDP's all-reduce, FSDP2's
+reduce-scatter): GradDrop compacted (`GradDropConfig(compact=True)`: only kept elements
+travel) vs GradDrop dense (masked zeros travel), side by side on 2 local CPU ranks.
 
     python benchmarks/communication_bytes.py [--rates 0.5,0.9] [--steps 3]
 
@@ -23,8 +23,12 @@ from graddrop_dist.backends.wrap import wrap  # noqa: E402
 from graddrop_dist.testing import run_ranks  # noqa: E402
 
 
-def count_bytes(rank, world_size, rate, compact, steps):
+COLLECTIVES = ("all_reduce", "reduce_scatter_single")
+
+
+def count_bytes(rank, world_size, backend, rate, compact, steps):
     from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+    from transformers.models.xlm_roberta.modeling_xlm_roberta import XLMRobertaLayer
 
     torch.manual_seed(0)
     model = XLMRobertaForSequenceClassification(XLMRobertaConfig(
@@ -32,17 +36,30 @@ def count_bytes(rank, world_size, rate, compact, steps):
         intermediate_size=512, max_position_embeddings=72, num_labels=4))
     head = sum(p.numel() for n, p in model.named_parameters() if n.startswith("classifier."))
     total = sum(p.numel() for p in model.parameters())
-    setup = wrap(model, "ddp", make_optimizer=lambda p: torch.optim.AdamW(p, lr=1e-5))
+    setup = wrap(model, backend, layer_classes=(XLMRobertaLayer,),
+                 make_optimizer=lambda p: torch.optim.AdamW(p, lr=1e-5))
     GradDrop(GradDropConfig(drop_rate=rate, compact=compact)).attach(setup.model,
                                                                      setup.optimizer)
+    if backend == "ddp":  # route DDP's C++ reducer through Python, where it is counted
+        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+        if not setup.model._comm_hooks:
+            setup.model.register_comm_hook(None, allreduce_hook)
     sent = []
-    all_reduce = dist.all_reduce
+    originals = {name: getattr(dist, name) for name in COLLECTIVES}
 
-    def counting_all_reduce(tensor, *args, **kwargs):
-        sent.append(tensor.numel() * tensor.element_size())
-        return all_reduce(tensor, *args, **kwargs)
+    def counting(name):
+        def collective(*args, **kwargs):
+            if name == "reduce_scatter_single":  # (output, input, ...): count the input
+                tensor = kwargs["input"] if "input" in kwargs else args[1]
+            else:
+                tensor = kwargs["tensor"] if "tensor" in kwargs else args[0]
+            sent.append(tensor.numel() * tensor.element_size())
+            return originals[name](*args, **kwargs)
+        return collective
 
-    dist.all_reduce = counting_all_reduce
+    for name in COLLECTIVES:
+        setattr(dist, name, counting(name))
     generator = torch.Generator().manual_seed(rank)
     try:
         for _ in range(steps):
@@ -50,7 +67,8 @@ def count_bytes(rank, world_size, rate, compact, steps):
                      "labels": torch.randint(0, 4, (4,), generator=generator)}
             setup.train_step([batch])
     finally:
-        dist.all_reduce = all_reduce
+        for name, original in originals.items():
+            setattr(dist, name, original)
     setup.close()
     return sum(sent) / steps, head / total
 
@@ -59,15 +77,17 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="0.5,0.9")
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--backends", default="ddp,fsdp2")
     args = parser.parse_args(argv)
-    print("DDP, 2 ranks, XLM-R hidden 128 x 4 layers, vocab 8000; bytes per optimizer step")
-    print("| p | dense MB | compacted MB | ratio | goal (1-p)+3% | floor (head share) |")
-    print("|---|---|---|---|---|---|")
-    for rate in (float(r) for r in args.rates.split(",")):
-        dense, head_share = run_ranks(count_bytes, 2, rate, False, args.steps)[0]
-        compact, _ = run_ranks(count_bytes, 2, rate, True, args.steps)[0]
-        print(f"| {rate} | {dense / 1e6:.2f} | {compact / 1e6:.2f} | {compact / dense:.3f} | "
-              f"{1 - rate + 0.03:.3f} | {head_share:.4f} |")
+    print("2 ranks, XLM-R hidden 128 x 4 layers, vocab 8000; bytes per optimizer step")
+    print("| backend | p | dense MB | compacted MB | ratio | goal (1-p)+3% | head share |")
+    print("|---|---|---|---|---|---|---|")
+    for backend in args.backends.split(","):
+        for rate in (float(r) for r in args.rates.split(",")):
+            dense, head = run_ranks(count_bytes, 2, backend, rate, False, args.steps)[0]
+            compact, _ = run_ranks(count_bytes, 2, backend, rate, True, args.steps)[0]
+            print(f"| {backend} | {rate} | {dense / 1e6:.2f} | {compact / 1e6:.2f} | "
+                  f"{compact / dense:.3f} | {1 - rate + 0.03:.3f} | {head:.4f} |")
 
 
 if __name__ == "__main__":

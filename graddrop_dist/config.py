@@ -56,8 +56,9 @@ class GradDropConfig:
     layers_per_epoch: int = 1
     """gradual-unfreeze: layer groups unfrozen per epoch, top down (embeddings last)."""
     compact: bool = False
-    """DDP: all-reduce only the kept elements of each bucket (every rank knows the mask),
-    then expand; the result equals the dense path. Other backends ignore it for now."""
+    """DDP and FSDP2: send only the kept elements through the gradient collective (every
+    rank knows the mask), then expand; the result equals the dense path. FSDP1 and
+    DeepSpeed reduce densely whatever this says."""
     verify_every: int = 0
     """Distributed: every K optimizer steps, gather a fingerprint of the masks from every
     rank and raise on divergence (0: only the check at attach)."""

@@ -7,6 +7,9 @@ parameter in order, its dim-0 chunk r, i.e. global flat elements
 `FSDPModule.set_custom_reduce_scatter` hook) masks each of those spans at its global offset
 and then reduce-scatters as PyTorch does.
 
+With `compact: true` only kept elements travel: each destination row is packed by the
+shared mask, padded to the longest packed row, reduce-scattered, and expanded.
+
 Which parameters are in the buffer depends on which received a gradient. The adapter
 turns on `set_reduce_scatter_unused_params(True)` so every parameter that requires grad is
 always there (zeros if unused), which makes the layout a fixed function of the group.
@@ -17,11 +20,12 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 from torch.distributed.fsdp import FSDPModule
 from torch.distributed.fsdp._fully_shard._fsdp_collectives import DefaultReduceScatter
 
 from graddrop_dist.backends.base import Adapter
-from graddrop_dist.mask import canonical_name
+from graddrop_dist.mask import canonical_name, rescale_factor
 
 
 class MaskingReduceScatter(DefaultReduceScatter):
@@ -53,6 +57,8 @@ class MaskingReduceScatter(DefaultReduceScatter):
                 f"{[name for name, *_ in spans]}); a parameter's requires_grad changed "
                 "after fully_shard, which GradDrop cannot follow")
         rows = input_tensor.view(world_size, -1)
+        if self.graddrop.config.compact:
+            return self._compacted(output_tensor, rows, spans, group, op)
         for rank in range(world_size):
             position = 0
             for name, numel, chunk in spans:
@@ -62,6 +68,45 @@ class MaskingReduceScatter(DefaultReduceScatter):
                     self.graddrop.mask_(name, span, offset=rank * chunk, out=span)
                 position += chunk
         return super().__call__(output_tensor, input_tensor, group, op, async_op)
+
+
+    def _compacted(self, output_tensor, rows, spans, group, op):
+        """Reduce-scatter only kept elements. Every rank knows every mask, so row r (what
+        rank r receives) is packed the same way everywhere; rows are padded to the longest
+        packed row, reduce-scattered, and this rank's row is scattered back."""
+        world_size, per_rank = rows.shape
+        keeps, packed = [], []
+        full_masks = {}
+        for rank in range(world_size):
+            keep = torch.zeros(per_rank, dtype=torch.bool, device=rows.device)
+            values, position = [], 0
+            for name, numel, chunk in spans:
+                real = max(0, min(chunk, numel - rank * chunk))  # the rest is padding
+                if real:
+                    segment = rows[rank, position:position + real]
+                    rate = 0.0
+                    bits = torch.ones(real, dtype=torch.bool, device=rows.device)
+                    if self.graddrop.may_be_masked(name):
+                        rate = self.graddrop.schedule(name)[1]
+                        if name not in full_masks:
+                            full_masks[name] = self.graddrop.keep_mask(name).view(-1)
+                        bits = full_masks[name][rank * chunk:rank * chunk + real].to(rows.device)
+                    keep[position:position + real] = bits
+                    values.append(segment[bits] * rescale_factor(rate,
+                                                                 self.graddrop.config.rescales))
+                position += chunk
+            keeps.append(keep)
+            packed.append(torch.cat(values) if values else rows.new_zeros(0))
+        longest = max(p.numel() for p in packed)
+        send = rows.new_zeros(world_size, longest)
+        for rank, values in enumerate(packed):
+            send[rank, :values.numel()] = values
+        received = rows.new_empty(longest)
+        dist.reduce_scatter_single(received, send.view(-1), op=op, group=group)
+        mine = keeps[dist.get_rank(group)]
+        output_tensor.zero_()
+        output_tensor.masked_scatter_(mine, received[:int(mine.sum())])
+        return None
 
 
 def fsdp2_modules(model: torch.nn.Module):

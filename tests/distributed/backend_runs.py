@@ -17,8 +17,9 @@ from scenario import (ACCUM, DS_CONFIGS, MaskRecorder, graddrop_config, micro_ba
 # the other two strategies the classic flat parameter: both layouts are covered.
 # ddp-tensor-hooks: a DDP model that already has a comm hook, so GradDrop masks in tensor
 # hooks instead of its own comm hook.
-# ddp-compact: GradDropConfig(compact=True), the bucket all-reduce carries kept elements only.
-BACKENDS = ["ddp", "ddp-tensor-hooks", "ddp-compact", "fsdp1-full", "fsdp1-grad-op", "fsdp1-no-shard", "fsdp2", "zero1",
+# ddp-compact / fsdp2-compact: GradDropConfig(compact=True), the collectives carry kept
+# elements only.
+BACKENDS = ["ddp", "ddp-tensor-hooks", "ddp-compact", "fsdp1-full", "fsdp1-grad-op", "fsdp1-no-shard", "fsdp2", "fsdp2-compact", "zero1",
             "zero2", "zero3"]
 _FSDP1 = {"fsdp1-full": ("FULL_SHARD", True), "fsdp1-grad-op": ("SHARD_GRAD_OP", False),
           "fsdp1-no-shard": ("NO_SHARD", False)}
@@ -50,8 +51,8 @@ def setup(name: str, world_size: int) -> TrainingSetup:
         run = wrap(model, "ddp", **common)
         run.model.register_comm_hook(None, allreduce_hook)
         return run
-    if name == "ddp-compact":
-        return wrap(model, "ddp", **common)
+    if name.endswith("-compact"):
+        return wrap(model, name.removesuffix("-compact"), **common)
     return wrap(model, name, **common)
 
 
@@ -65,7 +66,7 @@ def train_cases(rank, world_size, backend, cases, sabotage=None, verify_every=0)
     for case in cases:
         run = setup(backend, world_size)
         graddrop = attach(run, GradDrop(graddrop_config(case).replace(
-            verify_every=verify_every, compact=backend == "ddp-compact")))
+            verify_every=verify_every, compact=backend.endswith("-compact"))))
         if sabotage == "seed":  # bypass agreement: every rank draws its own masks
             graddrop.config = graddrop.config.replace(seed=1000 + rank)
         elif sabotage == "rng":
