@@ -99,8 +99,3 @@ def typed_config(cls):
     cls.replace = replace
     cls.from_dict = classmethod(lambda klass, data: klass(**dict(data or {})))
     return cls
-
-
-def choices(annotation: Any) -> tuple:
-    """The allowed values of a Literal annotation (for docs and CLIs)."""
-    return typing.get_args(annotation)

@@ -106,10 +106,6 @@ def verify_masks(graddrop, adapter, step: int) -> None:
                                f"{difference}")
 
 
-def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
 def raise_on_disagreement(payload: dict[str, Any], what: str, group=None) -> list[dict]:
     """Gather `payload` from every rank; raise RankDisagreement naming fields and ranks."""
     gathered = gather_objects(payload, group)
@@ -120,4 +116,4 @@ def raise_on_disagreement(payload: dict[str, Any], what: str, group=None) -> lis
 
 
 __all__ = ["RankDisagreement", "agree_at_attach", "verify_masks", "mask_fingerprint",
-           "first_disagreement", "gather_objects", "raise_on_disagreement", "is_distributed"]
+           "first_disagreement", "gather_objects", "raise_on_disagreement"]
