@@ -53,6 +53,7 @@ class TaskData:
         return [self.train_language] + [lang for lang in others if lang != self.train_language]
 
     def summary(self) -> dict:
-        return {"task": self.name, "labels": len(self.labels), "train": len(self.train),
+        return {"task": self.name, "metric": self.metric, "labels": len(self.labels),
+                "train": len(self.train), "train_language": self.train_language,
                 "dev": {k: len(v) for k, v in self.dev.items()},
                 "test": {k: len(v) for k, v in self.test.items()}, **self.info}

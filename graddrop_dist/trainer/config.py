@@ -84,6 +84,10 @@ class TrainConfig:
     seed: int = 42
     """Data order, dropout and head initialisation (independent of the mask seed)."""
     eval_batch_size: int = 64
+    evaluate: Literal["every-epoch", "end"] = "every-epoch"
+    """When to evaluate every language: after each epoch (the best epoch is chosen by the
+    training language's dev score) or only at the end of the run (best = final; sweeps
+    use it, evaluation costs as much as an epoch of the offline task)."""
     max_steps: int = 0
     """Stop after this many optimizer steps (0: run all epochs); for smoke tests."""
     nonfinite: Literal["skip", "stop"] = "skip"

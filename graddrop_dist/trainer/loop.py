@@ -248,12 +248,15 @@ def run_job(config: JobConfig, *, rank: int, world_size: int, resume: bool = Fal
                 finished = True
                 break
         if state["step_in_epoch"] >= plan.steps_per_epoch:
-            evaluate_and_record(epoch)
+            if config.train.evaluate == "every-epoch":
+                evaluate_and_record(epoch)
             state["epoch"], state["step_in_epoch"] = epoch + 1, 0
         save_checkpoint()
     progress.close()
     if not state["history"] or state["history"][-1]["global_step"] != state["global_step"]:
-        evaluate_and_record(state["epoch"])  # the end of a run cut by max_steps
+        # train.evaluate=end, or a run cut by max_steps: label it with the last epoch trained
+        whole_epochs_done = state["step_in_epoch"] == 0 and state["epoch"] > 0
+        evaluate_and_record(state["epoch"] - 1 if whole_epochs_done else state["epoch"])
     final = state["history"][-1]
     write_rank_record(output, rank, world_size, graddrop)
     if config.output.export_final:

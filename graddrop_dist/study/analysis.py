@@ -1,0 +1,149 @@
+"""From finished runs to the study's numbers: mean and std per language, the zero-shot
+average, and each cell's paired difference to the baseline.
+
+Pairing: runs with the same seed share data order and head initialisation, so the
+difference is taken per seed and tested with a paired t-test (scipy.stats.ttest_rel), which
+also gives the 95% confidence interval of the mean difference. With 3 seeds that interval
+is wide (2 degrees of freedom): it says honestly how little 3 seeds can show.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from graddrop_dist.study.config import Sweep
+from graddrop_dist.study.runner import plan_runs
+
+ZERO_SHOT = "zero-shot avg"
+
+
+def collect(sweep: Sweep) -> tuple[dict, dict]:
+    """({cell: {seed: {language: score}}}, task summary) from the runs that finished."""
+    scores: dict[str, dict[int, dict[str, float]]] = {cell.name: {} for cell in sweep.cells}
+    task: dict = {}
+    for run in plan_runs(sweep):
+        if not run.done:
+            continue
+        results = json.loads((run.directory / "results.json").read_text())
+        task = results["task"]
+        chosen = results[sweep.settings.score][sweep.settings.split]
+        per_language = {lang: value for lang, value in chosen.items() if lang != "avg"}
+        zero_shot = [v for lang, v in per_language.items()
+                     if lang != task.get("train_language", "en")]
+        per_language[ZERO_SHOT] = sum(zero_shot) / len(zero_shot) if zero_shot else math.nan
+        scores[run.cell.name][run.seed] = per_language
+    return scores, task
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    array = np.asarray(values, dtype=float)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else math.nan
+
+
+def paired_difference(cell: dict[int, float], baseline: dict[int, float]) -> dict:
+    seeds = sorted(set(cell) & set(baseline))
+    differences = [cell[s] - baseline[s] for s in seeds]
+    result = {"seeds": seeds, "mean": float(np.mean(differences)) if seeds else math.nan,
+              "ci95": [math.nan, math.nan], "p": math.nan}
+    if len(seeds) >= 2 and np.ptp(differences) > 0:
+        test = stats.ttest_rel([cell[s] for s in seeds], [baseline[s] for s in seeds])
+        interval = test.confidence_interval(0.95)
+        result.update(ci95=[float(interval.low), float(interval.high)],
+                      p=float(test.pvalue))
+    return result
+
+
+def summarize(sweep: Sweep) -> dict:
+    scores, task = collect(sweep)
+    train_language = task.get("train_language", "en")
+    languages = [train_language, *sorted({lang for runs in scores.values()
+                                          for seed in runs.values() for lang in seed}
+                                         - {train_language, ZERO_SHOT}), ZERO_SHOT]
+    baseline = scores.get(sweep.settings.baseline, {})
+    cells = {}
+    for name, runs in scores.items():
+        entry = {"seeds": sorted(runs), "languages": {}}
+        for language in languages:
+            by_seed = {seed: values[language] for seed, values in runs.items()
+                       if language in values}
+            if not by_seed:
+                continue
+            mean, std = _mean_std(list(by_seed.values()))
+            stat = {"mean": mean, "std": std, "n": len(by_seed), "by_seed": by_seed}
+            base = {seed: values[language] for seed, values in baseline.items()
+                    if language in values}
+            if name != sweep.settings.baseline and base:
+                stat["vs_baseline"] = paired_difference(by_seed, base)
+            entry["languages"][language] = stat
+        cells[name] = entry
+    return {"task": task.get("task"), "metric": task.get("metric"),
+            "train_language": train_language, "split": sweep.settings.split,
+            "score": sweep.settings.score, "baseline": sweep.settings.baseline,
+            "job": sweep.settings.job, "seeds": list(sweep.settings.seeds),
+            "languages": languages, "cells": cells}
+
+
+def _cell_text(stat: dict | None) -> str:
+    if stat is None:
+        return "-"
+    if math.isnan(stat["std"]):
+        return f"{100 * stat['mean']:.1f}"
+    return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
+
+
+def _difference_text(stat: dict | None) -> str:
+    if stat is None or "vs_baseline" not in stat:
+        return "-"
+    diff = stat["vs_baseline"]
+    text = f"{100 * diff['mean']:+.1f}"
+    if not math.isnan(diff["p"]):
+        low, high = diff["ci95"]
+        text += f" [{100 * low:+.1f}, {100 * high:+.1f}] p={diff['p']:.2f}"
+    return text
+
+
+def markdown(summary: dict) -> str:
+    languages = summary["languages"]
+    header = "| cell | seeds | " + " | ".join(languages) + " |"
+    rule = "|---|---|" + "---|" * len(languages)
+    lines = [f"## {summary['metric']} (%) on {summary['split']}, {summary['score']} "
+             f"evaluation: mean ± std over seeds", "", header, rule]
+    for name, cell in summary["cells"].items():
+        cells = [_cell_text(cell["languages"].get(lang)) for lang in languages]
+        lines.append(f"| {name} | {len(cell['seeds'])} | " + " | ".join(cells) + " |")
+    lines += ["", f"## Difference to `{summary['baseline']}` (points), paired by seed: mean "
+              "[95% CI] and paired t-test p", "",
+              f"| cell | {ZERO_SHOT} | {summary['train_language']} | wins (of "
+              f"{len(languages) - 2} zero-shot languages) |", "|---|---|---|---|"]
+    zero_shot_languages = languages[1:-1]
+    for name, cell in summary["cells"].items():
+        if name == summary["baseline"]:
+            continue
+        stats_ = cell["languages"]
+        wins = sum(1 for lang in zero_shot_languages
+                   if stats_.get(lang, {}).get("vs_baseline", {}).get("mean", 0) > 0)
+        lines.append(f"| {name} | {_difference_text(stats_.get(ZERO_SHOT))} | "
+                     f"{_difference_text(stats_.get(summary['train_language']))} | {wins} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(summary: dict, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "summary.json").write_text(json.dumps(_strict_json(summary), indent=1))
+    (directory / "summary.md").write_text(markdown(summary))
+
+
+def _strict_json(value):
+    """NaN (a std of one seed, no test) becomes null: JSON has no NaN."""
+    if isinstance(value, dict):
+        return {str(key): _strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(item) for item in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

@@ -1,0 +1,77 @@
+"""graddrop-sweep SWEEP.yaml: run a grid of methods x drop rates x seeds, then report.
+
+    graddrop-sweep configs/study/offline_topics_sweep.yaml              # run, then report
+    graddrop-sweep configs/study/offline_topics_sweep.yaml --dry-run    # list the runs
+    graddrop-sweep configs/study/offline_topics_sweep.yaml --report-only --report-dir docs/study
+
+Run it again after an interruption: finished runs are kept, cut runs resume from their
+checkpoint. The report (summary.md, summary.json, plots/*.png) goes to
+<output_dir>/report and to --report-dir. A bad sweep file is one line on stderr and exit
+status 2 before any run starts; exit status 1 when a run failed (its log is named).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from graddrop_dist.cli_errors import OneLineParser
+
+
+def parse_args(argv):
+    parser = OneLineParser(prog="graddrop-sweep", description=__doc__.splitlines()[0])
+    parser.add_argument("sweep", help="sweep YAML (configs/study/*_sweep.yaml)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print every run's command and state; start nothing")
+    parser.add_argument("--report-only", action="store_true",
+                        help="start no run; report on the runs that finished")
+    parser.add_argument("--report-dir", help="also write the report here (e.g. docs/study)")
+    return parser.parse_args(argv)
+
+
+def report(sweep, directories: list[Path]) -> dict:
+    from graddrop_dist.study.analysis import markdown, summarize, write_report
+    from graddrop_dist.study.plots import plot_languages
+
+    summary = summarize(sweep)
+    for directory in directories:
+        write_report(summary, directory)
+        plot_languages(summary, directory / "plots")
+    print(markdown(summary))
+    print("report in " + ", ".join(str(d) for d in directories))
+    return summary
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from graddrop_dist.study.config import SweepError, load_sweep
+    from graddrop_dist.study.runner import execute, plan_runs, run_command
+
+    try:
+        sweep = load_sweep(args.sweep)
+    except SweepError as error:
+        print(f"graddrop-sweep: error: {error}", file=sys.stderr)
+        return 2
+    runs = plan_runs(sweep)
+    if args.dry_run:
+        for run in runs:
+            state = "done" if run.done else "resume" if run.resumable else "new"
+            print(f"{state:6s} {run.label}: {shlex.join(run_command(sweep, run))}")
+        return 0
+    failed = [] if args.report_only else execute(sweep, runs, echo=lambda s: print(s, flush=True))
+    directories = [Path(sweep.settings.output_dir) / "report"]
+    if args.report_dir:
+        directories.append(Path(args.report_dir))
+    if any(run.done for run in runs):
+        report(sweep, directories)
+    if failed:
+        print(f"graddrop-sweep: {len(failed)} run(s) failed: "
+              + ", ".join(f"{run.label} ({run.directory}/run.log)" for run in failed),
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""The sweep file: which job, which grid, which seeds, how each run is started.
+
+    job: configs/study/offline_topics.yaml        # a graddrop-train config
+    output_dir: runs/study/offline_topics
+    seeds: [1, 2, 3]                               # train.seed and graddrop.seed
+    grid:                                          # a list of grids (union of products)
+      - {method: [full, head-only, gradual-unfreeze]}
+      - {method: [graddrop], drop_rate: [0.3, 0.5, 0.7]}
+
+Every grid key is a `graddrop.*` field; each value a list. Validated whole (every cell's
+job config built) before any run starts: a bad value is one line naming the field.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from graddrop_dist.config import GradDropConfig
+from graddrop_dist.typed_config import typed_config
+
+
+class SweepError(ValueError):
+    """A bad sweep file: the message is one line naming the field."""
+
+
+@typed_config
+class SweepSettings:
+    SECTION = "sweep"
+
+    job: str = ""
+    """The graddrop-train job config every run starts from."""
+    output_dir: str = "runs/sweep"
+    seeds: tuple[int, ...] = (1, 2, 3)
+    """Each seed sets train.seed (data order, head init, dropout) and graddrop.seed, so
+    runs with the same seed are paired across methods."""
+    overrides: tuple[str, ...] = ()
+    """section.key=value applied to every run (before the cell's own values)."""
+    launch: tuple[str, ...] = ()
+    """Command prefix that starts one run; empty: `python -m graddrop_dist.trainer` in this
+    process's environment. On a cluster e.g. [graddrop-launch, --launcher, deepspeed,
+    --hostfile, hosts, --]."""
+    parallel: int = 1
+    """Runs at a time (each should fit the machine on its own share of it)."""
+    score: Literal["final", "best"] = "final"
+    """Which evaluation a run contributes: at the end of training, or the epoch with the
+    best training-language dev score."""
+    split: Literal["test", "dev"] = "test"
+    baseline: str = "full"
+    """The cell every other cell is compared with (paired by seed)."""
+    keep_checkpoints: bool = False
+    """Keep a finished run's checkpoints (only needed to resume it; they are large)."""
+
+    def __post_init__(self) -> None:
+        if not self.job:
+            raise ValueError("sweep.job: required: the graddrop-train config to run")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"sweep.seeds: a non-empty list of distinct integers, got "
+                             f"{list(self.seeds)}")
+        if self.parallel < 1:
+            raise ValueError(f"sweep.parallel: must be >= 1, got {self.parallel}")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid: a name and the graddrop.* values it sets."""
+    name: str
+    values: tuple[tuple[str, Any], ...]
+
+    @property
+    def overrides(self) -> list[str]:
+        # JSON is YAML: the trainer reads the value back with its own type
+        return [f"graddrop.{key}={value if isinstance(value, str) else json.dumps(value)}"
+                for key, value in self.values]
+
+
+def cell_name(values: dict[str, Any]) -> str:
+    """"graddrop-p0.3": the method, then every other value, in grid order."""
+    method = values.get("method", "graddrop")
+    short = {"drop_rate": "p"}
+    rest = [f"{short.get(key, key)}{value}" for key, value in values.items()
+            if key != "method"]
+    return "-".join([method, *rest]) if rest else method
+
+
+def expand_grid(grid: Any) -> list[Cell]:
+    if not isinstance(grid, list) or not grid:
+        raise SweepError("sweep.grid: a non-empty list of mappings of graddrop field -> "
+                         "list of values")
+    fields = set(GradDropConfig.__dataclass_fields__)
+    cells: dict[str, Cell] = {}
+    for index, block in enumerate(grid):
+        if not isinstance(block, dict) or not block:
+            raise SweepError(f"sweep.grid[{index}]: a mapping of graddrop field -> list of "
+                             "values")
+        for key, choices in block.items():
+            if key not in fields:
+                raise SweepError(f"sweep.grid[{index}].{key}: not a graddrop field; allowed: "
+                                 f"{', '.join(sorted(fields))}")
+            if not isinstance(choices, list) or not choices:
+                raise SweepError(f"sweep.grid[{index}].{key}: a non-empty list of values")
+        for combination in itertools.product(*block.values()):
+            values = dict(zip(block, combination))
+            try:
+                GradDropConfig(**values)
+            except ValueError as error:
+                raise SweepError(f"sweep.grid[{index}]: {error}") from None
+            cell = Cell(cell_name(values), tuple(values.items()))
+            cells.setdefault(cell.name, cell)
+    return list(cells.values())
+
+
+@dataclass(frozen=True)
+class Sweep:
+    settings: SweepSettings
+    cells: list[Cell]
+    source: Path
+
+    def run_dir(self, cell: Cell, seed: int) -> Path:
+        return Path(self.settings.output_dir) / "runs" / cell.name / f"seed{seed}"
+
+    def job_overrides(self, cell: Cell, seed: int) -> list[str]:
+        return [*self.settings.overrides, f"train.seed={seed}", f"graddrop.seed={seed}",
+                *cell.overrides, f"output.dir={self.run_dir(cell, seed)}"]
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise SweepError(f"sweep: file not found: {path}") from None
+    except yaml.YAMLError:
+        raise SweepError(f"{path}: invalid YAML") from None
+    if not isinstance(data, dict):
+        raise SweepError(f"{path}: the top level must be a mapping")
+    grid = data.pop("grid", None)
+    try:
+        settings = SweepSettings(**data)
+    except TypeError as error:
+        raise SweepError(f"sweep: {error}") from None
+    except ValueError as error:
+        raise SweepError(str(error)) from None
+    sweep = Sweep(settings, expand_grid(grid), path)
+    if settings.baseline not in {cell.name for cell in sweep.cells}:
+        raise SweepError(f"sweep.baseline: {settings.baseline!r} is not a cell of the grid; "
+                         f"cells: {', '.join(c.name for c in sweep.cells)}")
+    validate_jobs(sweep)
+    return sweep
+
+
+def validate_jobs(sweep: Sweep) -> None:
+    """Build every run's job config now, so a bad override fails before hours of runs."""
+    from graddrop_dist.trainer.config import load_job_config
+
+    for cell in sweep.cells:
+        try:
+            load_job_config(sweep.settings.job, sweep.job_overrides(cell, sweep.settings.seeds[0]))
+        except ValueError as error:
+            raise SweepError(f"sweep cell {cell.name}: {error}") from None

@@ -1,0 +1,94 @@
+"""Run every (cell, seed) of a sweep through the trainer, resumably.
+
+A run is done when its results.json exists (it is written last, atomically): done runs are
+never started again. A run that stopped part-way and left a checkpoint continues from it
+(graddrop-train --resume). Each run's output goes to <run dir>/run.log; a failed run is
+reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from graddrop_dist.study.config import Cell, Sweep
+
+
+@dataclass(frozen=True)
+class Run:
+    cell: Cell
+    seed: int
+    directory: Path
+
+    @property
+    def done(self) -> bool:
+        return (self.directory / "results.json").is_file()
+
+    @property
+    def resumable(self) -> bool:
+        folder = self.directory / "checkpoints"
+        return folder.is_dir() and any(folder.iterdir())
+
+    @property
+    def label(self) -> str:
+        return f"{self.cell.name} seed {self.seed}"
+
+
+def plan_runs(sweep: Sweep) -> list[Run]:
+    """Seed-major order: a sweep cut short has every cell at the same number of seeds."""
+    return [Run(cell, seed, sweep.run_dir(cell, seed))
+            for seed in sweep.settings.seeds for cell in sweep.cells]
+
+
+def run_command(sweep: Sweep, run: Run) -> list[str]:
+    launch = list(sweep.settings.launch) or [sys.executable, "-m", "graddrop_dist.trainer"]
+    command = [*launch, sweep.settings.job, *sweep.job_overrides(run.cell, run.seed)]
+    return command + ["--resume"] if run.resumable else command
+
+
+def _format_seconds(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes}m{seconds:02d}s"
+
+
+def execute(sweep: Sweep, runs: list[Run], *, echo=print) -> list[Run]:
+    """Start the runs that are not done, `parallel` at a time; returns the failed ones."""
+    todo = [run for run in runs if not run.done]
+    echo(f"sweep: {len(runs)} runs, {len(runs) - len(todo)} done already, {len(todo)} to "
+         f"run, {sweep.settings.parallel} at a time")
+    failed: list[Run] = []
+    lock = threading.Lock()
+    counter = iter(range(1, len(todo) + 1))
+
+    def one(run: Run) -> None:
+        run.directory.mkdir(parents=True, exist_ok=True)
+        command = run_command(sweep, run)
+        start = time.monotonic()
+        with open(run.directory / "run.log", "a", encoding="utf-8") as log:
+            log.write(f"$ {' '.join(command)}\n")
+            log.flush()
+            code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL).returncode
+        seconds = time.monotonic() - start
+        ok = code == 0 and run.done
+        if ok and not sweep.settings.keep_checkpoints:
+            shutil.rmtree(run.directory / "checkpoints", ignore_errors=True)
+        record = {"command": command, "exit_status": code, "seconds": round(seconds, 1)}
+        (run.directory / "sweep_run.json").write_text(json.dumps(record, indent=1))
+        with lock:
+            if not ok:
+                failed.append(run)
+            state = "done" if ok else f"FAILED (exit {code}, see {run.directory}/run.log)"
+            echo(f"[{next(counter)}/{len(todo)}] {run.label}: {state} in "
+                 f"{_format_seconds(seconds)}")
+
+    with ThreadPoolExecutor(max_workers=sweep.settings.parallel) as pool:
+        list(pool.map(one, todo))
+    return failed

@@ -1,0 +1,69 @@
+"""The sweep file: grid expansion and one-line errors before any run starts."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from graddrop_dist.study.cli import main
+from graddrop_dist.study.config import expand_grid
+
+
+def test_grid_is_a_union_of_products_named_by_method_and_values():
+    cells = expand_grid([{"method": ["full", "head-only"]},
+                         {"method": ["graddrop", "graddrop-epoch"], "drop_rate": [0.3, 0.7]},
+                         {"method": ["full"]}])  # repeated cells run once
+    assert [c.name for c in cells] == ["full", "head-only", "graddrop-p0.3", "graddrop-p0.7",
+                                       "graddrop-epoch-p0.3", "graddrop-epoch-p0.7"]
+    assert cells[3].overrides == ["graddrop.method=graddrop", "graddrop.drop_rate=0.7"]
+    layer = expand_grid([{"method": ["layer-graddrop"], "p_bottom": [0.8], "include": [["*"]]}])
+    assert layer[0].overrides == ["graddrop.method=layer-graddrop", "graddrop.p_bottom=0.8",
+                                  'graddrop.include=["*"]']
+
+
+def _write(tmp_path, job_path, **fields):
+    sweep = {"job": str(job_path), "output_dir": str(tmp_path / "out"), "seeds": [1, 2],
+             "grid": [{"method": ["full"]}, {"method": ["graddrop"], "drop_rate": [0.5]}], **fields}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def job_path(tmp_path, tiny_checkpoint):
+    from jobs import job_dict
+
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job_dict(tiny_checkpoint, tmp_path / "unused")))
+    return path
+
+
+@pytest.mark.parametrize("fields, named", [
+    ({"grid": [{"method": ["graddrop"], "drop_rate": [1.5]}]}, "graddrop.drop_rate"),
+    ({"grid": [{"method": ["sgd"]}]}, "graddrop.method"),
+    ({"grid": [{"dropp": [0.1]}]}, "sweep.grid[0].dropp"),
+    ({"grid": []}, "sweep.grid"),
+    ({"seeds": [1, 1]}, "sweep.seeds"),
+    ({"parallel": 0}, "sweep.parallel"),
+    ({"score": "mean"}, "sweep.score"),
+    ({"baseline": "sgd"}, "sweep.baseline"),
+    ({"overrides": ["train.lr=-1"]}, "train.lr"),
+    ({"job": "no/such/job.yaml"}, "no/such/job.yaml"),
+    ({"colour": "red"}, "colour"),
+])
+def test_bad_sweep_is_one_line_naming_the_field_and_nothing_runs(tmp_path, job_path, capsys,
+                                                                   fields, named):
+    assert main([str(_write(tmp_path, job_path, **fields))]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("graddrop-sweep: error:")
+    assert named in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_lists_every_run_and_starts_nothing(tmp_path, job_path, capsys):
+    assert main([str(_write(tmp_path, job_path)), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and all(line.startswith("new") for line in lines)
+    assert "train.seed=2 graddrop.seed=2 graddrop.method=graddrop graddrop.drop_rate=0.5" \
+        in lines[-1]
+    assert not (tmp_path / "out").exists()
