@@ -111,15 +111,17 @@ def markdown(summary: dict) -> str:
     languages = summary["languages"]
     header = "| cell | seeds | " + " | ".join(languages) + " |"
     rule = "|---|---|" + "---|" * len(languages)
-    lines = [f"## {summary['metric']} (%) on {summary['split']}, {summary['score']} "
-             f"evaluation: mean ± std over seeds", "", header, rule]
+    title = (f"## {summary['metric']} (%) on {summary['split']}, {summary['score']} "
+             "evaluation: mean ± std over seeds")
+    lines = [title, "", header, rule]
     for name, cell in summary["cells"].items():
         cells = [_cell_text(cell["languages"].get(lang)) for lang in languages]
         lines.append(f"| {name} | {len(cell['seeds'])} | " + " | ".join(cells) + " |")
-    lines += ["", f"## Difference to `{summary['baseline']}` (points), paired by seed: mean "
-              "[95% CI] and paired t-test p", "",
-              f"| cell | {ZERO_SHOT} | {summary['train_language']} | wins (of "
-              f"{len(languages) - 2} zero-shot languages) |", "|---|---|---|---|"]
+    title = (f"## Difference to `{summary['baseline']}` (points), paired by seed: mean "
+             "[95% CI] and paired t-test p")
+    header = (f"| cell | {ZERO_SHOT} | {summary['train_language']} | wins (of "
+              f"{len(languages) - 2} zero-shot languages) |")
+    lines += ["", title, "", header, "|---|---|---|---|"]
     zero_shot_languages = languages[1:-1]
     for name, cell in summary["cells"].items():
         if name == summary["baseline"]:

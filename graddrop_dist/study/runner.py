@@ -75,7 +75,7 @@ def execute(sweep: Sweep, runs: list[Run], *, echo=print) -> list[Run]:
             log.write(f"$ {' '.join(command)}\n")
             log.flush()
             code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL).returncode
+                                  stdin=subprocess.DEVNULL, check=False).returncode
         seconds = time.monotonic() - start
         ok = code == 0 and run.done
         if ok and not sweep.settings.keep_checkpoints:

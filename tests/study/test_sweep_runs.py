@@ -9,9 +9,9 @@ import statistics
 
 import pytest
 import yaml
+from jobs import job_dict
 
 from graddrop_dist.study.cli import main
-from jobs import job_dict
 
 
 @pytest.fixture
