@@ -1,6 +1,7 @@
-"""Bytes handed to the gradient collectives per optimizer step (DDP's all-reduce, FSDP2's
-reduce-scatter): GradDrop compacted (`GradDropConfig(compact=True)`: only kept elements
-travel) vs GradDrop dense (masked zeros travel), side by side on 2 local CPU ranks.
+"""Bytes handed to the gradient collectives per optimizer step (DDP's all-reduce, FSDP1's
+and FSDP2's reduce-scatter): GradDrop compacted (`GradDropConfig(compact=True)`: only
+kept elements travel) vs GradDrop dense (masked zeros travel), side by side on 2 local
+CPU ranks, for element and row granularity.
 
     python benchmarks/communication_bytes.py [--rates 0.5,0.9] [--steps 3]
 
@@ -26,7 +27,7 @@ from graddrop_dist.testing import run_ranks  # noqa: E402
 COLLECTIVES = ("all_reduce", "reduce_scatter_single")
 
 
-def count_bytes(rank, world_size, backend, rate, compact, steps):
+def count_bytes(rank, world_size, backend, rate, compact, steps, granularity):
     from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
     from transformers.models.xlm_roberta.modeling_xlm_roberta import XLMRobertaLayer
 
@@ -38,7 +39,8 @@ def count_bytes(rank, world_size, backend, rate, compact, steps):
     total = sum(p.numel() for p in model.parameters())
     setup = wrap(model, backend, layer_classes=(XLMRobertaLayer,),
                  make_optimizer=lambda p: torch.optim.AdamW(p, lr=1e-5))
-    GradDrop(GradDropConfig(drop_rate=rate, compact=compact)).attach(setup.model,
+    GradDrop(GradDropConfig(drop_rate=rate, compact=compact,
+                            granularity=granularity)).attach(setup.model,
                                                                      setup.optimizer)
     if backend == "ddp":  # route DDP's C++ reducer through Python, where it is counted
         from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
@@ -77,17 +79,23 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="0.5,0.9")
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--backends", default="ddp,fsdp2")
+    parser.add_argument("--backends", default="ddp,fsdp1,fsdp2")
+    parser.add_argument("--granularities", default="element,row")
     args = parser.parse_args(argv)
     print("2 ranks, XLM-R hidden 128 x 4 layers, vocab 8000; bytes per optimizer step")
-    print("| backend | p | dense MB | compacted MB | ratio | goal (1-p)+3% | head share |")
-    print("|---|---|---|---|---|---|---|")
+    print("| backend | granularity | p | dense MB | compacted MB | ratio | goal (1-p)+3% | "
+          "head share |")
+    print("|---|---|---|---|---|---|---|---|")
     for backend in args.backends.split(","):
-        for rate in (float(r) for r in args.rates.split(",")):
-            dense, head = run_ranks(count_bytes, 2, backend, rate, False, args.steps)[0]
-            compact, _ = run_ranks(count_bytes, 2, backend, rate, True, args.steps)[0]
-            print(f"| {backend} | {rate} | {dense / 1e6:.2f} | {compact / 1e6:.2f} | "
-                  f"{compact / dense:.3f} | {1 - rate + 0.03:.3f} | {head:.4f} |")
+        for granularity in args.granularities.split(","):
+            for rate in (float(r) for r in args.rates.split(",")):
+                dense, head = run_ranks(count_bytes, 2, backend, rate, False, args.steps,
+                                        granularity)[0]
+                compact, _ = run_ranks(count_bytes, 2, backend, rate, True, args.steps,
+                                       granularity)[0]
+                print(f"| {backend} | {granularity} | {rate} | {dense / 1e6:.2f} | "
+                      f"{compact / 1e6:.2f} | {compact / dense:.3f} | {1 - rate + 0.03:.3f} | "
+                      f"{head:.4f} |", flush=True)
 
 
 if __name__ == "__main__":

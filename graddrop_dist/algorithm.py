@@ -144,6 +144,24 @@ class GradDrop:
                          drop_rate=rate,
                          block=plan.block(self.config.granularity)).view(plan.shape)
 
+    def keep_bits(self, name: str, start: int = 0, length: int | None = None, *,
+                  per_block: bool = False, device=None) -> torch.Tensor:
+        """Keep bits of elements [start, start + length) of the flattened parameter at the
+        current step; per_block: one bit per block of the granularity (a row, the tensor),
+        for a span aligned to blocks. What communication compaction packs by."""
+        plan = self.plans[name]
+        length = plan.numel - start if length is None else length
+        stream, rate = self.schedule(name)
+        block = plan.block(self.config.granularity)
+        count = length // block if per_block else length
+        if rate == 0.0:  # U >= 0 always: nothing to hash
+            return torch.ones(count, dtype=torch.bool, device=device)
+        key = dict(seed=self.config.seed, stream=stream, name=name, drop_rate=rate,
+                   device=device)
+        if per_block:  # keep(i) hashes i // block: block j's bit is index j with block 1
+            return keep_mask(length // block, offset=start // block, **key)
+        return keep_mask(length, offset=start, block=block, **key)
+
     def may_be_masked(self, name: str) -> bool:
         """Whether this parameter's gradient is ever touched (it needs a hook)."""
         return may_be_masked(self.config, self.plans[name])

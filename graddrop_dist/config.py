@@ -56,9 +56,10 @@ class GradDropConfig:
     layers_per_epoch: int = 1
     """gradual-unfreeze: layer groups unfrozen per epoch, top down (embeddings last)."""
     compact: bool = False
-    """DDP and FSDP2: send only the kept elements through the gradient collective (every
-    rank knows the mask), then expand; the result equals the dense path. FSDP1 and
-    DeepSpeed reduce densely whatever this says."""
+    """DDP, FSDP1 and FSDP2: send only the kept elements through the gradient collective
+    (every rank knows the mask), then expand; the result equals the dense path. With
+    `granularity: row` packing is a gather of whole rows. DeepSpeed reduces densely
+    whatever this says (README, "Communication compaction")."""
     verify_every: int = 0
     """Distributed: every K optimizer steps, gather a fingerprint of the masks from every
     rank and raise on divergence (0: only the check at attach)."""

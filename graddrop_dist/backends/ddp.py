@@ -18,7 +18,8 @@ import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
 from graddrop_dist.backends.base import TensorHookAdapter
-from graddrop_dist.mask import canonical_name, rescale_factor
+from graddrop_dist.backends.compaction import Kept
+from graddrop_dist.mask import canonical_name
 
 
 class DDPAdapter(TensorHookAdapter):
@@ -72,34 +73,19 @@ def _compact_allreduce(state: _BucketMasking, bucket):
     Dropped elements never travel; the result equals masking then reducing densely."""
     if not state.active:
         return allreduce_hook(state.process_group, bucket)
-    graddrop = state.graddrop
     buffer = bucket.buffer()
-    pieces, placements = [], []
-    for param, grad in zip(bucket.parameters(), bucket.gradients()):
-        name, flat = state.names[id(param)], grad.view(-1)
-        keep = graddrop.keep_mask(name).view(-1) if graddrop.may_be_masked(name) else None
-        if keep is None or bool(keep.all()):
-            keep = None
-            pieces.append(flat)
-        else:
-            rate = graddrop.schedule(name)[1]
-            pieces.append(flat[keep] * rescale_factor(rate, graddrop.config.rescales))
-        placements.append((flat, keep))
+    placements = [(grad.view(-1), Kept.of(state.graddrop, state.names[id(param)]))
+                  for param, grad in zip(bucket.parameters(), bucket.gradients())]
     world = dist.get_world_size(state.process_group)
+    pieces = [kept.pack(flat) for flat, kept in placements]
     packed = torch.cat(pieces).div_(world) if pieces else buffer.new_zeros(0)
     future = dist.all_reduce(packed, group=state.process_group, async_op=True).get_future()
 
     def unpack(done):
         reduced, position = done.value()[0], 0
-        for flat, keep in placements:
-            count = flat.numel() if keep is None else int(keep.sum())
-            values = reduced[position:position + count]
-            if keep is None:
-                flat.copy_(values)
-            else:
-                flat.zero_()
-                flat.masked_scatter_(keep, values)
-            position += count
+        for flat, kept in placements:
+            kept.unpack(flat, reduced[position:position + kept.count])
+            position += kept.count
         return buffer
 
     return future.then(unpack)

@@ -8,15 +8,22 @@ segment of it in place (the buffer is FSDP's own), then runs PyTorch's default h
 `register_comm_hook` hands the same state to every unit; the hook must know which flat
 parameter it sees, so after registering, each unit's `_comm_hook_state` is set to a state
 carrying that unit's layout (the same private field register_comm_hook writes).
+
+With `compact: true` only kept elements travel. The flat gradient is [world_size, shard]:
+row r, what rank r keeps, is packed by the shared mask span by span (a parameter can
+straddle two shards), rows are padded to the longest packed row (every rank knows every
+count), reduce-scattered, and this rank's row is unpacked into FSDP's output shard.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch.distributed.algorithms._comm_hooks import default_hooks
 from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
 
 from graddrop_dist.backends.base import Adapter
+from graddrop_dist.backends.compaction import Kept, compact_reduce_scatter, padding
 
 HYBRID = {ShardingStrategy.HYBRID_SHARD, ShardingStrategy._HYBRID_SHARD_ZERO2}
 
@@ -24,13 +31,16 @@ HYBRID = {ShardingStrategy.HYBRID_SHARD, ShardingStrategy._HYBRID_SHARD_ZERO2}
 class _UnitState(default_hooks.DefaultState):
     """DefaultState (gradient pre/post division) plus this unit's flat layout."""
 
-    def __init__(self, process_group, graddrop, segments):
+    def __init__(self, process_group, graddrop, segments, layout=()):
         super().__init__(process_group)
         self.graddrop = graddrop
-        self.segments = segments  # (name, start, numel) in the flat gradient
+        self.segments = segments  # (name, start, numel) of the maskable parameters
+        self.layout = layout  # (name or None for padding, start, numel): the whole buffer
 
 
 def _masking_hook(state: _UnitState, grad: torch.Tensor, output: torch.Tensor | None = None):
+    if state.graddrop.config.compact:
+        return _compact_hook(state, grad, output)
     for name, start, numel in state.segments:
         segment = grad[start:start + numel]
         state.graddrop.mask_(name, segment, out=segment)
@@ -40,6 +50,57 @@ def _masking_hook(state: _UnitState, grad: torch.Tensor, output: torch.Tensor | 
         default_hooks.reduce_scatter_hook(state, grad, output)
 
 
+def _kept_rows(state: _UnitState, total: int, rows: int) -> list[list[Kept]]:
+    """Each shard's spans, in order: parameter pieces cut at shard boundaries, padding."""
+    shard = total // rows
+    spans: list[list[Kept]] = [[] for _ in range(rows)]
+    layout = list(state.layout)
+    covered = sum(numel for *_, numel in layout)
+    if covered < total:
+        layout.append((None, covered, total - covered))  # FSDP's world-size padding
+    for name, start, numel in layout:
+        position = start
+        while position < start + numel:
+            row = position // shard
+            piece = min(start + numel, (row + 1) * shard) - position
+            spans[row].append(padding(piece) if name is None else
+                              Kept.of(state.graddrop, name, position - start, piece))
+            position += piece
+    return spans
+
+
+def _compact_hook(state: _UnitState, grad: torch.Tensor, output: torch.Tensor | None):
+    # Pre-division after packing, as the dense path divides after masking: same bits.
+    divide = state.gradient_predivide_factor
+    if output is None:  # NO_SHARD: one all-reduce of the packed kept values
+        (spans,) = _kept_rows(state, grad.numel(), 1)
+        starts = list(_starts(spans))
+        packed = torch.cat([kept.pack(grad[s:s + kept.length])
+                            for kept, s in zip(spans, starts)])
+        if divide > 1:
+            packed.div_(divide)
+        dist.all_reduce(packed, group=state.process_group)
+        position = 0
+        for kept, start in zip(spans, starts):
+            kept.unpack(grad[start:start + kept.length], packed[position:position + kept.count])
+            position += kept.count
+        output = grad
+    else:
+        world_size = dist.get_world_size(state.process_group)
+        compact_reduce_scatter(output, grad.view(world_size, -1),
+                               _kept_rows(state, grad.numel(), world_size),
+                               state.process_group, divide=max(divide, 1.0))
+    if state.gradient_postdivide_factor > 1:
+        output.div_(state.gradient_postdivide_factor)
+
+
+def _starts(spans: list[Kept]):
+    start = 0
+    for kept in spans:
+        yield start
+        start += kept.length
+
+
 def _units(root: FullyShardedDataParallel):
     """(module path, FSDP unit) for every unit that owns a flat parameter."""
     for path, module in root.named_modules():
@@ -47,7 +108,9 @@ def _units(root: FullyShardedDataParallel):
             yield path, module
 
 
-def _segments(path: str, unit: FullyShardedDataParallel):
+def _segments(path: str, unit: FullyShardedDataParallel, with_padding: bool = False):
+    """(name, start, numel) of each parameter in the unit's flat gradient; with_padding:
+    alignment padding too, as (None, start, numel)."""
     flat = unit._handle.flat_param
     names = iter(flat._fqns)
     start = 0
@@ -55,6 +118,8 @@ def _segments(path: str, unit: FullyShardedDataParallel):
         if not is_padding:
             fqn = next(names)
             yield (f"{path}.{fqn}" if path else fqn), start, numel
+        elif with_padding:
+            yield None, start, numel
         start += numel
 
 
@@ -94,18 +159,20 @@ class FSDP1Adapter(Adapter):
         from graddrop_dist.mask import canonical_name
 
         units = list(_units(self.model))
-        layouts = [[(canonical_name(n), s, k) for n, s, k in _segments(path, unit)]
+        layouts = [[(n and canonical_name(n), s, k)
+                    for n, s, k in _segments(path, unit, with_padding=True)]
                    for path, unit in units]
-        layouts = [[seg for seg in layout if self.graddrop.may_be_masked(seg[0])]
-                   for layout in layouts]
-        if any(layouts):
+        maskable = [[seg for seg in layout if seg[0] and self.graddrop.may_be_masked(seg[0])]
+                    for layout in layouts]
+        if any(maskable):
             from torch.distributed.fsdp._traversal_utils import _get_fsdp_states
 
             self.model.register_comm_hook(None, _masking_hook)
             for state in _get_fsdp_states(self.model):  # units without parameters too
                 state._comm_hook_state = _UnitState(state.process_group, self.graddrop, [])
-            for (_, unit), layout in zip(units, layouts):
-                unit._comm_hook_state = _UnitState(unit.process_group, self.graddrop, layout)
+            for (_, unit), segments, layout in zip(units, maskable, layouts):
+                unit._comm_hook_state = _UnitState(unit.process_group, self.graddrop,
+                                                   segments, layout)
             self._handles.append(_UnregisterCommHooks(self.model))
         self.install_step_counter()
 

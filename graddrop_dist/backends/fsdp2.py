@@ -20,12 +20,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.distributed as dist
 from torch.distributed.fsdp import FSDPModule
 from torch.distributed.fsdp._fully_shard._fsdp_collectives import DefaultReduceScatter
 
 from graddrop_dist.backends.base import Adapter
-from graddrop_dist.mask import canonical_name, rescale_factor
+from graddrop_dist.backends.compaction import Kept, compact_reduce_scatter, padding
+from graddrop_dist.mask import canonical_name
 
 
 class MaskingReduceScatter(DefaultReduceScatter):
@@ -71,41 +71,21 @@ class MaskingReduceScatter(DefaultReduceScatter):
 
 
     def _compacted(self, output_tensor, rows, spans, group, op):
-        """Reduce-scatter only kept elements. Every rank knows every mask, so row r (what
-        rank r receives) is packed the same way everywhere; rows are padded to the longest
-        packed row, reduce-scattered, and this rank's row is scattered back."""
-        world_size, per_rank = rows.shape
-        keeps, packed = [], []
-        full_masks = {}
+        """Reduce-scatter only kept elements (compaction.compact_reduce_scatter): row r,
+        what rank r receives, holds every parameter's dim-0 chunk r at its global offset."""
+        world_size = rows.shape[0]
+        kept_rows = []
         for rank in range(world_size):
-            keep = torch.zeros(per_rank, dtype=torch.bool, device=rows.device)
-            values, position = [], 0
+            kept = []
             for name, numel, chunk in spans:
                 real = max(0, min(chunk, numel - rank * chunk))  # the rest is padding
                 if real:
-                    segment = rows[rank, position:position + real]
-                    rate = 0.0
-                    bits = torch.ones(real, dtype=torch.bool, device=rows.device)
-                    if self.graddrop.may_be_masked(name):
-                        rate = self.graddrop.schedule(name)[1]
-                        if name not in full_masks:
-                            full_masks[name] = self.graddrop.keep_mask(name).view(-1)
-                        bits = full_masks[name][rank * chunk:rank * chunk + real].to(rows.device)
-                    keep[position:position + real] = bits
-                    values.append(segment[bits] * rescale_factor(rate,
-                                                                 self.graddrop.config.rescales))
-                position += chunk
-            keeps.append(keep)
-            packed.append(torch.cat(values) if values else rows.new_zeros(0))
-        longest = max(p.numel() for p in packed)
-        send = rows.new_zeros(world_size, longest)
-        for rank, values in enumerate(packed):
-            send[rank, :values.numel()] = values
-        received = rows.new_empty(longest)
-        dist.reduce_scatter_single(received, send.view(-1), op=op, group=group)
-        mine = keeps[dist.get_rank(group)]
-        output_tensor.zero_()
-        output_tensor.masked_scatter_(mine, received[:int(mine.sum())])
+                    kept.append(Kept.of(self.graddrop, name, rank * chunk, real,
+                                        device=rows.device))
+                if chunk > real:
+                    kept.append(padding(chunk - real))
+            kept_rows.append(kept)
+        compact_reduce_scatter(output_tensor.view(-1), rows, kept_rows, group, op)
         return None
 
 

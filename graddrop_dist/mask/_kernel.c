@@ -48,11 +48,30 @@ static inline uint16_t f32_to_bf16(float f) {
 }
 
 /* Element granularity (block == 1): the hot path, written so gcc vectorizes it. The
- * caller splits ranges so that hi32(offset + j) is constant inside one call. */
+ * caller splits ranges so that hi32(offset + j) is constant inside one call.
+ *
+ * Known zeros are skipped: a tile of TILE elements whose bits are all zero (+0.0, e.g.
+ * the embedding rows of tokens absent from the batch) is +0.0 whether kept or dropped,
+ * so it is not hashed (written as zeros when out is not in). -0.0 is hashed: a kept -0.0
+ * stays -0.0, as in the reference. */
+#define TILE 64
+
+static inline int all_zero_bits(const uint32_t *bits, int64_t n) {
+    uint32_t any = 0;
+    for (int64_t t = 0; t < n; ++t) any |= bits[t];
+    return any == 0;
+}
+
+static inline int all_zero_halves(const uint16_t *bits, int64_t n) {
+    uint16_t any = 0;
+    for (int64_t t = 0; t < n; ++t) any |= bits[t];
+    return any == 0;
+}
+
 __attribute__((target_clones("avx512f", "avx2", "default")))
-static void mask_f32_elements(const float *in, float *out, int64_t n, uint32_t lo0,
-                              uint32_t k0, uint32_t hk, uint32_t threshold, float scale,
-                              int rescale) {
+static void mask_f32_tile(const float *in, float *out, int64_t n, uint32_t lo0,
+                          uint32_t k0, uint32_t hk, uint32_t threshold, float scale,
+                          int rescale) {
     if (rescale) {
         for (int64_t j = 0; j < n; ++j) {
             uint32_t u = mix(mix((lo0 + (uint32_t)j) ^ k0) ^ hk);
@@ -66,14 +85,42 @@ static void mask_f32_elements(const float *in, float *out, int64_t n, uint32_t l
     }
 }
 
+static void mask_f32_elements(const float *in, float *out, int64_t n, uint32_t lo0,
+                              uint32_t k0, uint32_t hk, uint32_t threshold, float scale,
+                              int rescale) {
+    for (int64_t j = 0; j < n; j += TILE) {
+        int64_t len = n - j < TILE ? n - j : TILE;
+        if (all_zero_bits((const uint32_t *)(in + j), len)) {
+            if (out != in) memset(out + j, 0, (size_t)len * sizeof(float));
+            continue;
+        }
+        mask_f32_tile(in + j, out + j, len, lo0 + (uint32_t)j, k0, hk, threshold, scale,
+                      rescale);
+    }
+}
+
 __attribute__((target_clones("avx512f", "avx2", "default")))
-static void mask_bf16_elements(const uint16_t *in, uint16_t *out, int64_t n, uint32_t lo0,
-                               uint32_t k0, uint32_t hk, uint32_t threshold, float scale,
-                               int rescale) {
+static void mask_bf16_tile(const uint16_t *in, uint16_t *out, int64_t n, uint32_t lo0,
+                           uint32_t k0, uint32_t hk, uint32_t threshold, float scale,
+                           int rescale) {
     for (int64_t j = 0; j < n; ++j) {
         uint32_t u = mix(mix((lo0 + (uint32_t)j) ^ k0) ^ hk);
         uint16_t kept = rescale ? f32_to_bf16(bf16_to_f32(in[j]) * scale) : in[j];
         out[j] = u >= threshold ? kept : 0;
+    }
+}
+
+static void mask_bf16_elements(const uint16_t *in, uint16_t *out, int64_t n, uint32_t lo0,
+                               uint32_t k0, uint32_t hk, uint32_t threshold, float scale,
+                               int rescale) {
+    for (int64_t j = 0; j < n; j += 2 * TILE) {
+        int64_t len = n - j < 2 * TILE ? n - j : 2 * TILE;
+        if (all_zero_halves(in + j, len)) {
+            if (out != in) memset(out + j, 0, (size_t)len * sizeof(uint16_t));
+            continue;
+        }
+        mask_bf16_tile(in + j, out + j, len, lo0 + (uint32_t)j, k0, hk, threshold, scale,
+                       rescale);
     }
 }
 

@@ -1,4 +1,5 @@
-"""The fast path: the C kernel in `_kernel.c`, built once per machine and loaded by ctypes.
+"""The fast paths: on CPU the C kernel in `_kernel.c`, built once per machine and loaded by
+ctypes; on CUDA the Triton kernel of `triton_kernel.py` (fp32, bf16, fp16).
 
 Why not a torch C++ extension: it needs the torch headers and takes ~45 s to build on two
 cores, in every fresh CI run and on every cluster node; this file needs only a C compiler
@@ -132,6 +133,18 @@ def _run_chunked(numel: int, call) -> None:
         future.result()
 
 
+_TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _use_triton(tensor: torch.Tensor) -> bool:
+    """CUDA tensors go through the Triton kernel (GRADDROP_KERNEL=reference turns it off)."""
+    if tensor.device.type != "cuda" or kernel_mode() == "reference":
+        return False
+    from graddrop_dist.mask.triton_kernel import triton_available  # imports triton
+
+    return triton_available()
+
+
 def _use_kernel(tensor: torch.Tensor) -> bool:
     return tensor.device.type == "cpu" and fused_available()
 
@@ -146,6 +159,10 @@ def keep_mask(numel: int, *, seed: int, stream: int, name: str, drop_rate: float
     """
     key = mask_key(seed=seed, stream=stream, name=name, drop_rate=drop_rate)
     probe = torch.empty(0, device=device)
+    if _use_triton(probe) and 0 < key.threshold < 2**32 and offset >= 0 and block >= 1:
+        from graddrop_dist.mask.triton_kernel import triton_keep
+
+        return triton_keep(numel, key, offset=offset, block=block, device=probe.device)
     if not _use_kernel(probe) or key.threshold in (0, 2**32) or numel == 0:
         return reference_keep_mask(numel, seed=seed, stream=stream, name=name,
                                    drop_rate=drop_rate, offset=offset, block=block,
@@ -182,6 +199,14 @@ def mask_gradient(grad: torch.Tensor, *, seed: int, stream: int, name: str,
     if drop_rate == 1.0:
         return out.zero_()
     source = grad if grad.is_contiguous() else grad.contiguous()
+    if grad.dtype in _TRITON_DTYPES and _use_triton(grad):
+        key = mask_key(seed=seed, stream=stream, name=name, drop_rate=drop_rate)
+        if key.threshold >= 2**32:
+            return out.zero_()
+        from graddrop_dist.mask.triton_kernel import triton_mask
+
+        return triton_mask(source, out, key, offset=offset, block=block,
+                           scale=rescale_factor(drop_rate, rescale))
     if grad.dtype not in _DTYPE_CODES or not _use_kernel(grad):
         masked = reference_mask_gradient(source, seed=seed, stream=stream, name=name,
                                          drop_rate=drop_rate, rescale=rescale,

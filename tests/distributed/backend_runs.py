@@ -17,10 +17,10 @@ from scenario import (ACCUM, DS_CONFIGS, MaskRecorder, graddrop_config, micro_ba
 # the other two strategies the classic flat parameter: both layouts are covered.
 # ddp-tensor-hooks: a DDP model that already has a comm hook, so GradDrop masks in tensor
 # hooks instead of its own comm hook.
-# ddp-compact / fsdp2-compact: GradDropConfig(compact=True), the collectives carry kept
-# elements only.
-BACKENDS = ["ddp", "ddp-tensor-hooks", "ddp-compact", "fsdp1-full", "fsdp1-grad-op", "fsdp1-no-shard", "fsdp2", "fsdp2-compact", "zero1",
-            "zero2", "zero3"]
+# *-compact: GradDropConfig(compact=True), the collectives carry kept elements only.
+BACKENDS = ["ddp", "ddp-tensor-hooks", "ddp-compact", "fsdp1-full", "fsdp1-full-compact",
+            "fsdp1-grad-op", "fsdp1-no-shard", "fsdp1-no-shard-compact", "fsdp2",
+            "fsdp2-compact", "zero1", "zero2", "zero3"]
 _FSDP1 = {"fsdp1-full": ("FULL_SHARD", True), "fsdp1-grad-op": ("SHARD_GRAD_OP", False),
           "fsdp1-no-shard": ("NO_SHARD", False)}
 
@@ -32,6 +32,8 @@ def _layer_class():
 
 
 def setup(name: str, world_size: int) -> TrainingSetup:
+    if name.endswith("-compact"):  # the same setup: compaction is a GradDropConfig option
+        return setup(name.removesuffix("-compact"), world_size)
     model = new_model()
     common = dict(make_optimizer=new_optimizer, layer_classes=(_layer_class(),),
                   accumulation=ACCUM)
@@ -51,8 +53,6 @@ def setup(name: str, world_size: int) -> TrainingSetup:
         run = wrap(model, "ddp", **common)
         run.model.register_comm_hook(None, allreduce_hook)
         return run
-    if name.endswith("-compact"):
-        return wrap(model, name.removesuffix("-compact"), **common)
     return wrap(model, name, **common)
 
 

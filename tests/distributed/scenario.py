@@ -45,7 +45,8 @@ def micro_batches(rank: int = 0, world_size: int = 1):
 class MaskRecorder:
     """Records the keep bits GradDrop actually applies, whatever implementation is active,
     by masking a tensor of ones with the same call: {(step, name): bool[numel]}. The
-    compacting DDP hook asks GradDrop.keep_mask instead: that is recorded too."""
+    compacting hooks ask GradDrop.keep_bits (per element or per row) instead: that is
+    recorded too."""
 
     def __init__(self, graddrop: GradDrop) -> None:
         self.graddrop = graddrop
@@ -71,6 +72,21 @@ class MaskRecorder:
             return bits
 
         graddrop.keep_mask = recording_keep_mask
+        keep_bits = graddrop.keep_bits
+
+        def recording_keep_bits(name, start=0, length=None, *, per_block=False, device=None):
+            bits = keep_bits(name, start, length, per_block=per_block, device=device)
+            plan = graddrop.plans[name]
+            elements = bits
+            if per_block:  # compaction by rows: expand to the elements the rows cover
+                elements = bits.repeat_interleave(plan.block(graddrop.config.granularity))
+            key = (graddrop.step, name)
+            if key not in self.masks:
+                self.masks[key] = torch.ones(plan.numel, dtype=torch.bool)
+            self.masks[key][start:start + elements.numel()] = elements.cpu()
+            return bits
+
+        graddrop.keep_bits = recording_keep_bits
 
 
 def new_model():

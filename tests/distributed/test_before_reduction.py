@@ -13,8 +13,11 @@ import torch.distributed.distributed_c10d as c10d
 from backend_runs import BACKENDS, attach, setup
 from graddrop_dist import GradDrop
 from graddrop_dist.testing import DistributedTest
-from scenario import graddrop_config, micro_batches
+from scenario import graddrop_config, micro_batches, new_model
 
+_model = new_model()
+HEAD_SHARE = sum(p.numel() for n, p in _model.named_parameters() if n.startswith("classifier")) \
+    / sum(p.numel() for p in _model.parameters())
 REDUCTIONS = ("all_reduce", "all_reduce_coalesced", "reduce", "reduce_scatter",
               "reduce_scatter_single", "reduce_scatter_tensor")
 
@@ -88,8 +91,12 @@ class TestMaskedBeforeTheReduction(DistributedTest):
         for (fraction, total), (dense_fraction, dense_total) in zip(masked, dense):
             assert total > 0, "no reduction was observed"
             if backend.endswith("-compact"):
-                # Dropped elements never travel: p = 0.9 on all but the small head.
-                assert total < 0.15 * dense_total, (total, dense_total)
+                # Dropped elements never travel: p = 0.9 on all but the head (5% of the
+                # model): 0.1 x 0.95 + 0.05 = 0.145 of dense. Sharded backends pad each
+                # shard's packed row to the longest, and the head sits in one shard: its
+                # share is sent once more (2 ranks).
+                bound = 0.15 + (HEAD_SHARE if "fsdp" in backend else 0.0)
+                assert total < bound * dense_total, (total, dense_total, bound)
                 continue
             # p = 0.9 on everything but the small head: at least 80% zeros go in.
             assert fraction > 0.8, (fraction, dense_fraction)

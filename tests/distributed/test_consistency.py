@@ -38,7 +38,8 @@ class TestEveryBackendMatchesOneProcess(DistributedTest):
     def test_two_ranks_equal_single_process(self, backend):
         assert_matches_reference(CASES, self.run(train_cases, backend, CASES))
 
-    @pytest.mark.parametrize("backend", ["fsdp1-full", "fsdp2", "zero3"])
+    @pytest.mark.parametrize("backend", ["fsdp1-full", "fsdp2", "zero3", "ddp-compact",
+                                         "fsdp1-full-compact", "fsdp2-compact"])
     def test_granularity_patterns_and_other_variants(self, backend):
         assert_matches_reference(OPTION_CASES, self.run(train_cases, backend, OPTION_CASES))
 
@@ -49,7 +50,8 @@ class TestWorldSizeInvariance(DistributedTest):
     case = [MASKED_CASES[1]]  # graddrop, rescale on
 
     @pytest.mark.parametrize("backend,world_size", [
-        ("ddp", 1), ("ddp", 4), ("ddp-compact", 4), ("fsdp1-full", 1), ("fsdp1-full", 4), ("fsdp2", 4),
+        ("ddp", 1), ("ddp", 4), ("ddp-compact", 4), ("fsdp1-full", 1), ("fsdp1-full", 4),
+        ("fsdp1-full-compact", 4), ("fsdp1-no-shard-compact", 4), ("fsdp2", 4),
         ("fsdp2-compact", 4),
         ("zero3", 1), ("zero3", 4)])
     def test_one_two_and_four_ranks_agree(self, backend, world_size):

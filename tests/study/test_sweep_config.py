@@ -67,3 +67,15 @@ def test_dry_run_lists_every_run_and_starts_nothing(tmp_path, job_path, capsys):
     assert "train.seed=2 graddrop.seed=2 graddrop.method=graddrop graddrop.drop_rate=0.5" \
         in lines[-1]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("path", ["configs/study/offline_topics_sweep.yaml",
+                                  "configs/study/xglue_xnli_sweep.yaml"])
+def test_shipped_sweeps_are_valid_and_list_30_runs(path, capsys):
+    assert main([path, "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 30  # 10 cells x 3 seeds
+    assert sum("graddrop.method=full " in line for line in lines) == 3
+    if "xglue" in path:
+        assert all(" graddrop-launch --launcher deepspeed --hostfile hosts -- " in line
+                   for line in lines)

@@ -51,6 +51,26 @@ def test_fused_gradient_bitwise_equals_reference(offset, dtype, rescale, block):
     assert torch.equal(fused.view(bits), reference.view(bits))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_zero_rows_skipped_by_the_kernel_still_equal_the_reference(dtype, in_place):
+    # An embedding gradient: most rows are +0.0 (tokens absent from the batch) and are
+    # not hashed; a -0.0 row and rows starting mid-tile are, exactly like the reference.
+    grad = torch.zeros(300, 100)
+    grad[[3, 150, 299]] = torch.randn(3, 100, generator=torch.Generator().manual_seed(2))
+    grad[7] = -0.0
+    grad[9, 61] = 1.5  # one value in an otherwise zero tile
+    grad = grad.to(dtype).view(-1)
+    for offset in (0, 5, 2**32 - 640):
+        expected = reference_mask_gradient(grad, **KEY, drop_rate=0.6, rescale=True,
+                                           offset=offset)
+        source = grad.clone()
+        out = source if in_place else torch.full_like(grad, float("nan"))
+        mask_gradient(source, **KEY, drop_rate=0.6, rescale=True, offset=offset, out=out)
+        bits = torch.int32 if dtype == torch.float32 else torch.int16
+        assert torch.equal(out.view(bits), expected.view(bits))
+
+
 def test_in_place_and_large_chunked_paths_agree():
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # several chunks on the thread pool

@@ -1,0 +1,76 @@
+"""Peak memory with GradDrop vs without, per backend, on 2 local CPU ranks (gloo).
+
+    python benchmarks/peak_memory.py [--steps 4] [--hidden 256] [--layers 4]
+
+Each configuration runs in fresh rank processes (a process's peak RSS cannot be reset):
+the same model as backend_overhead.py, a few steps, then each rank reports its peak
+resident set size and how much it grew over the RSS it started with. Printed side by
+side, the ratio is GradDrop's growth over the baseline's (goal, issue 8: <= 1.02; GradDrop
+stores no masks, only per-call temporaries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+import torch  # noqa: E402
+from backend_overhead import BACKENDS, build  # noqa: E402
+
+from graddrop_dist import GradDrop, GradDropConfig  # noqa: E402
+from graddrop_dist.testing import run_ranks  # noqa: E402
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def measure(rank, world_size, name, with_graddrop, compact, steps, hidden, layers, vocab):
+    start = rss_bytes()
+    setup = build(name, hidden, layers, vocab)
+    if with_graddrop:
+        GradDrop(GradDropConfig(method="graddrop", drop_rate=0.5, compact=compact)).attach(
+            setup.model, setup.graddrop_optimizer())
+    generator = torch.Generator().manual_seed(rank)
+    batch = {"input_ids": torch.randint(3, vocab, (8, 64), generator=generator),
+             "labels": torch.randint(0, 4, (8,), generator=generator)}
+    for _ in range(steps):
+        setup.train_step([batch])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    setup.close()
+    return peak, peak - start
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--vocab", type=int, default=30000)
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--compact", action="store_true",
+                        help="GradDrop with compact=True (DDP, FSDP1, FSDP2)")
+    args = parser.parse_args(argv)
+    print(f"2 ranks (gloo, CPU); XLM-R hidden {args.hidden}, {args.layers} layers, vocab "
+          f"{args.vocab}; {args.steps} steps; max over ranks; compact={args.compact}")
+    print("| backend | baseline peak MB | GradDrop peak MB | growth baseline MB | "
+          "growth GradDrop MB | growth ratio | peak ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.backends.split(","):
+        common = (args.steps, args.hidden, args.layers, args.vocab)
+        base = run_ranks(measure, 2, name, False, False, *common, timeout=600)
+        masked = run_ranks(measure, 2, name, True, args.compact, *common, timeout=600)
+        (base_peak, base_growth), (peak, growth) = (
+            tuple(max(r[i] for r in runs) for i in range(2)) for runs in (base, masked))
+        print(f"| {name} | {base_peak / 2**20:.0f} | {peak / 2**20:.0f} | "
+              f"{base_growth / 2**20:.0f} | {growth / 2**20:.0f} | "
+              f"{growth / base_growth:.3f} | {peak / base_peak:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
