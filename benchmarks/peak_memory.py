@@ -4,9 +4,10 @@
 
 Each configuration runs in fresh rank processes (a process's peak RSS cannot be reset):
 the same model as backend_overhead.py, a few steps, then each rank reports its peak
-resident set size and how much it grew over the RSS it started with. Printed side by
-side, the ratio is GradDrop's growth over the baseline's (goal, issue 8: <= 1.02; GradDrop
-stores no masks, only per-call temporaries).
+resident set size and how much it grew over the RSS it started with; baseline and
+GradDrop alternate `--repeats` times and the medians are compared. The ratio is GradDrop's
+growth over the baseline's (goal, issue 8: <= 1.02; GradDrop stores no masks, only
+per-call temporaries). glibc's allocator makes single runs vary by a few percent.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -53,24 +55,30 @@ def main(argv=None) -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--vocab", type=int, default=30000)
     parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compact", action="store_true",
                         help="GradDrop with compact=True (DDP, FSDP1, FSDP2)")
     args = parser.parse_args(argv)
     print(f"2 ranks (gloo, CPU); XLM-R hidden {args.hidden}, {args.layers} layers, vocab "
-          f"{args.vocab}; {args.steps} steps; max over ranks; compact={args.compact}")
+          f"{args.vocab}; {args.steps} steps; max over ranks, median of {args.repeats}; "
+          f"compact={args.compact}")
     print("| backend | baseline peak MB | GradDrop peak MB | growth baseline MB | "
           "growth GradDrop MB | growth ratio | peak ratio |")
     print("|---|---|---|---|---|---|---|")
     for name in args.backends.split(","):
         common = (args.steps, args.hidden, args.layers, args.vocab)
-        base = run_ranks(measure, 2, name, False, False, *common, timeout=600)
-        masked = run_ranks(measure, 2, name, True, args.compact, *common, timeout=600)
+        runs = {False: [], True: []}
+        for _ in range(args.repeats):
+            for with_graddrop in (False, True):
+                ranks = run_ranks(measure, 2, name, with_graddrop, args.compact, *common,
+                                  timeout=600)
+                runs[with_graddrop].append(tuple(max(r[i] for r in ranks) for i in range(2)))
         (base_peak, base_growth), (peak, growth) = (
-            tuple(max(r[i] for r in runs) for i in range(2)) for runs in (base, masked))
+            tuple(statistics.median(run[i] for run in runs[key]) for i in range(2))
+            for key in (False, True))
         print(f"| {name} | {base_peak / 2**20:.0f} | {peak / 2**20:.0f} | "
               f"{base_growth / 2**20:.0f} | {growth / 2**20:.0f} | "
               f"{growth / base_growth:.3f} | {peak / base_peak:.3f} |", flush=True)
-
 
 if __name__ == "__main__":
     main()

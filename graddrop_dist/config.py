@@ -22,6 +22,11 @@ MASKED_METHODS = ("graddrop", "graddrop-epoch", "sparse-unfreeze", "layer-graddr
                   "childtuning-f")
 FREEZING_METHODS = ("head-only", "gradual-unfreeze")
 
+DEEPSPEED_COMPACT_ERROR = (
+    "graddrop.compact: DeepSpeed has no hook for its gradient collective, so it always "
+    "reduces densely (README, \"Communication compaction\"); allowed with backend "
+    "deepspeed: false (compaction works with ddp, fsdp1, fsdp2)")
+
 
 @typed_config
 class GradDropConfig:

@@ -34,6 +34,10 @@ class DDPAdapter(TensorHookAdapter):
 
     def install_masking(self) -> None:
         if self.model._comm_hooks:  # DDP keeps the hooks it was given here
+            if self.graddrop.config.compact:
+                raise ValueError("graddrop.compact: this DDP model already has a "
+                                 "communication hook, and compaction needs to be DDP's "
+                                 "one; allowed: false, or a model without a comm hook")
             self.mode = "tensor hooks"
             super().install_masking()
             return

@@ -10,11 +10,17 @@ at the gradient-accumulation boundary, when `global_steps` increases.
 from __future__ import annotations
 
 from graddrop_dist.backends.base import TensorHookAdapter
+from graddrop_dist.config import DEEPSPEED_COMPACT_ERROR
 
 
 class DeepSpeedAdapter(TensorHookAdapter):
     backend = "deepspeed"
     distributed = True
+
+    def __init__(self, model, optimizer, graddrop) -> None:
+        if graddrop.config.compact:
+            raise ValueError(DEEPSPEED_COMPACT_ERROR)
+        super().__init__(model, optimizer, graddrop)
 
     def named_parameters(self):
         return self.model.module.named_parameters()

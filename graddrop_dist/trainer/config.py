@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import yaml
 
-from graddrop_dist.config import GradDropConfig
+from graddrop_dist.config import DEEPSPEED_COMPACT_ERROR, GradDropConfig
 from graddrop_dist.typed_config import typed_config
 
 OFFLINE_MODEL = "offline:multilingual-e5-small"
@@ -186,6 +186,8 @@ class JobConfig:
                 sections[name] = section.from_dict(values)
             except ValueError as error:
                 raise ConfigError(str(error)) from None
+        if sections["graddrop"].compact and sections["backend"].name == "deepspeed":
+            raise ConfigError(DEEPSPEED_COMPACT_ERROR)
         return cls(**sections)
 
 

@@ -33,6 +33,9 @@ def write(tmp_path, data, name="job.yaml"):
     ({}, ["lr=3"], "expected section.key=value"),
     ({}, ["train.lr=[1"], "the value is not valid YAML"),
     ({}, ["graddrop.drop_rate=2"], "graddrop.drop_rate: must be in [0, 1], got 2.0"),
+    ({"backend": {"name": "deepspeed", "ds_config": "ds_configs/zero3.json"}},
+     ["graddrop.compact=true"], "allowed with backend deepspeed: false"),
+    ({}, ["train.evaluate=never"], "train.evaluate: expected one of every-epoch, end"),
 ])
 def test_config_errors_are_one_line(tmp_path, data, overrides, message):
     with pytest.raises(ConfigError) as error:
