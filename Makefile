@@ -18,7 +18,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all bench study clean
 
 setup: $(STAMP)
 
@@ -46,8 +46,18 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Every CPU benchmark of benchmarks/RESULTS.md, each printing ratios against its own
+# baseline run side by side (about 15 minutes on 2 cores; needs an otherwise idle machine).
 bench: $(STAMP)
 	OMP_NUM_THREADS=2 $(PY) benchmarks/mask_throughput.py
+	$(PY) benchmarks/backend_overhead.py
+	$(PY) benchmarks/backend_overhead.py --compact --backends ddp,fsdp1,fsdp2
+	$(PY) benchmarks/peak_memory.py
+	$(PY) benchmarks/communication_bytes.py
+
+# The offline study (docs/study/): 30 fine-tuning runs, two at a time, resumable.
+study: $(STAMP)
+	$(VENV)/bin/graddrop-sweep configs/study/offline_topics_sweep.yaml --report-dir docs/study
 
 clean:
 	rm -rf $(VENV) $(CACHE) runs

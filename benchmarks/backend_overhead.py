@@ -59,14 +59,15 @@ def timed_steps(setup, batch, steps):
     return statistics.median(times)
 
 
-def measure(rank, world_size, name, steps, hidden, layers, vocab):
+def measure(rank, world_size, name, steps, hidden, layers, vocab, compact=False):
     setup = build(name, hidden, layers, vocab)
     generator = torch.Generator().manual_seed(rank)
     batch = {"input_ids": torch.randint(3, vocab, (8, 64), generator=generator),
              "labels": torch.randint(0, 4, (8,), generator=generator)}
     timed_steps(setup, batch, 2)  # warm-up: allocations, kernel build, DeepSpeed buffers
     before = timed_steps(setup, batch, steps)
-    graddrop = GradDrop(GradDropConfig(method="graddrop", drop_rate=0.5)).attach(
+    graddrop = GradDrop(GradDropConfig(method="graddrop", drop_rate=0.5,
+                                       compact=compact)).attach(
         setup.model, setup.graddrop_optimizer())
     timed_steps(setup, batch, 1)
     with_graddrop = timed_steps(setup, batch, steps)
@@ -83,14 +84,17 @@ def main(argv=None) -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--vocab", type=int, default=30000)
     parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--compact", action="store_true",
+                        help="GradDrop with compact=True (ddp, fsdp1, fsdp2 only)")
     args = parser.parse_args(argv)
     print(f"2 ranks (gloo, CPU, 1 thread each); XLM-R hidden {args.hidden}, {args.layers} "
-          f"layers, vocab {args.vocab}; batch 8 x 64 per rank; median of {args.steps} steps")
+          f"layers, vocab {args.vocab}; batch 8 x 64 per rank; median of {args.steps} steps; "
+          f"compact={args.compact}")
     print("| backend | baseline ms | GradDrop ms | ratio |")
     print("|---|---|---|---|")
     for name in args.backends.split(","):
         results = run_ranks(measure, 2, name, args.steps, args.hidden, args.layers,
-                            args.vocab, timeout=600)
+                            args.vocab, args.compact, timeout=600)
         before, masked, after = (max(r[i] for r in results) for i in range(3))
         baseline = (before + after) / 2
         print(f"| {name} | {baseline * 1e3:.1f} | {masked * 1e3:.1f} | "

@@ -68,7 +68,7 @@ def main(argv=None) -> None:
         lambda: grad.copy_(reference_mask_gradient(grad, **key)), 1)))
 
     print(f"{args.numel:,} fp32 elements, {args.threads} thread(s), p={args.drop_rate}")
-    print(f"| path | median ms | time x mul_ | throughput x copy |")
+    print("| path | median ms | time x mul_ | throughput x copy |")
     print("|---|---|---|---|")
     for name, seconds in rows:
         print(f"| {name} | {seconds * 1e3:.1f} | {seconds / baseline:.2f} | "
