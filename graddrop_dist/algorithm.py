@@ -144,6 +144,13 @@ class GradDrop:
                          drop_rate=rate,
                          block=plan.block(self.config.granularity)).view(plan.shape)
 
+    def mask_args(self, name: str, start: int = 0) -> dict:
+        """Keyword arguments of the mask functions (keep_mask, mask_gradient, compress) for
+        parameter `name` from flat element `start`, at the current step."""
+        stream, rate = self.schedule(name)
+        return dict(seed=self.config.seed, stream=stream, name=name, drop_rate=rate,
+                    offset=start, block=self.plans[name].block(self.config.granularity))
+
     def keep_bits(self, name: str, start: int = 0, length: int | None = None, *,
                   per_block: bool = False, device=None) -> torch.Tensor:
         """Keep bits of elements [start, start + length) of the flattened parameter at the

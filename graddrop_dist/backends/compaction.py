@@ -2,78 +2,98 @@
 
 Every rank draws the same mask, so every rank packs the same positions: no index travels
 and the reduced values land where the dense path would have put them. `Kept` is the set
-of kept elements of one contiguous span of a parameter, in the cheapest form available:
+of kept elements of one contiguous span of a parameter, packed the cheapest way:
 - everything (an unmasked parameter, or rate 0): the span itself is sent;
 - row or tensor granularity, span aligned to the blocks: the kept blocks' indices, and
-  packing is a gather of whole rows (one draw per row, so a tenth of the hashing and a
-  memcpy-like copy instead of a per-element select);
-- otherwise one keep bit per element.
+  packing is a gather of whole rows (one draw per row, a memcpy-like copy);
+- otherwise per element: on CPU (fp32, bf16) the fused kernel hashes and packs in one
+  pass with no mask in memory (`mask.fused.compress` / `expand`); elsewhere the keep bits
+  are drawn and the span is selected by them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 
 from graddrop_dist.mask import rescale_factor
+from graddrop_dist.mask.fused import compress, expand
 
 
 @dataclass
 class Kept:
     length: int
     scale: float = 1.0  # 1/(1-p) with rescale, applied while packing
-    elements: torch.Tensor | None = None  # bool [length]
     blocks: torch.Tensor | None = None  # int64 indices of kept blocks in the span
     block: int = 1
+    draw: dict | None = field(default=None, repr=False)  # mask arguments, element path
+    graddrop: object = field(default=None, repr=False)
+    _elements: torch.Tensor | None = field(default=None, repr=False)
+    _count: int | None = None
 
     @classmethod
-    def of(cls, graddrop, name: str, start: int = 0, length: int | None = None,
-           device=None) -> Kept:
+    def of(cls, graddrop, name: str, start: int = 0, length: int | None = None) -> Kept:
         """The kept elements of [start, start + length) of parameter `name`, flattened."""
         plan = graddrop.plans[name]
         length = plan.numel - start if length is None else length
         if not graddrop.may_be_masked(name):
             return cls(length)
-        rate = graddrop.schedule(name)[1]
-        block = plan.block(graddrop.config.granularity)
-        by_block = block > 1 and start % block == 0 and length % block == 0
-        bits = graddrop.keep_bits(name, start, length, per_block=by_block, device=device)
-        if rate == 0.0:
+        draw = graddrop.mask_args(name, start)
+        if draw["drop_rate"] == 0.0:
             return cls(length)
-        scale = rescale_factor(rate, graddrop.config.rescales)
-        if by_block:
+        scale = rescale_factor(draw["drop_rate"], graddrop.config.rescales)
+        block = draw["block"]
+        if block > 1 and start % block == 0 and length % block == 0:
+            bits = graddrop.keep_bits(name, start, length, per_block=True)
             return cls(length, scale, blocks=bits.nonzero().view(-1), block=block)
-        return cls(length, scale, elements=bits)
+        return cls(length, scale, draw=draw, graddrop=graddrop)
+
+    def elements(self, device) -> torch.Tensor:
+        """One keep bit per element of the span (drawn on first use)."""
+        if self._elements is None:
+            self._elements = self.graddrop.keep_bits(self.draw["name"], self.draw["offset"],
+                                                     self.length, device=device)
+        return self._elements
 
     @property
     def count(self) -> int:
-        if self.elements is not None:
-            return int(self.elements.sum())
-        if self.blocks is not None:
-            return self.blocks.numel() * self.block
-        return self.length
+        """Kept elements (known once packed; the keep bits are drawn if asked before)."""
+        if self._count is None:
+            if self.draw is not None:
+                self._count = int(self.elements(None).sum())
+            elif self.blocks is not None:
+                self._count = self.blocks.numel() * self.block
+            else:
+                self._count = self.length
+        return self._count
 
     def pack(self, span: torch.Tensor) -> torch.Tensor:
         """The kept values of a flat span, times the rescale factor (a new tensor)."""
-        if self.elements is not None:
-            values = span[self.elements]
+        if self.draw is not None:
+            values = compress(span, rescale=self.scale != 1.0, **self.draw)
+            if values is not None:
+                self._count = values.numel()
+                return values
+            values = span[self.elements(span.device)]
         elif self.blocks is not None:
             values = span.view(-1, self.block).index_select(0, self.blocks).view(-1)
         else:
             values = span.clone()
+        self._count = values.numel()
         return values.mul_(self.scale) if self.scale != 1.0 else values
 
     def unpack(self, span: torch.Tensor, values: torch.Tensor) -> None:
         """Write packed values back into the span in place; dropped elements become 0."""
-        if self.elements is None and self.blocks is None:
+        if self.draw is None and self.blocks is None:
             span.copy_(values)
-            return
-        span.zero_()
-        if self.elements is not None:
-            span.masked_scatter_(self.elements, values)
+        elif self.draw is not None:
+            if not expand(values, span, **self.draw):
+                span.zero_()
+                span.masked_scatter_(self.elements(span.device), values)
         else:
+            span.zero_()
             span.view(-1, self.block).index_copy_(0, self.blocks, values.view(-1, self.block))
 
 

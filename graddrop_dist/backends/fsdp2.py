@@ -80,8 +80,7 @@ class MaskingReduceScatter(DefaultReduceScatter):
             for name, numel, chunk in spans:
                 real = max(0, min(chunk, numel - rank * chunk))  # the rest is padding
                 if real:
-                    kept.append(Kept.of(self.graddrop, name, rank * chunk, real,
-                                        device=rows.device))
+                    kept.append(Kept.of(self.graddrop, name, rank * chunk, real))
                 if chunk > real:
                     kept.append(padding(chunk - real))
             kept_rows.append(kept)

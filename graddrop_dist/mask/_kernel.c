@@ -209,3 +209,76 @@ int graddrop_keep(uint8_t *keep, int64_t n, uint64_t offset, uint64_t block, uin
     }
     return 0;
 }
+
+/* Communication compaction without a mask in memory: the keep bits of one tile are drawn
+ * into a small stack buffer (the vectorized path above), then the kept values are packed
+ * contiguously (compress) or the packed values are put back in place (expand). */
+#define PACK_TILE 4096
+
+/* Write the kept values of in[0, n) (times scale when rescale) to packed, which has room
+ * for n values; returns how many. Branch-free: every value is written at the current end
+ * and the end moves only when the value is kept (no mispredicted branch per element).
+ * dtype: 0 = float32, 1 = bfloat16. */
+int64_t graddrop_compress(const void *in, void *packed, int dtype, int64_t n,
+                          uint64_t offset, uint64_t block, uint32_t k0, uint32_t k1,
+                          uint32_t threshold, float scale, int rescale) {
+    uint8_t keep[PACK_TILE];
+    int64_t count = 0;
+    for (int64_t j = 0; j < n; j += PACK_TILE) {
+        int64_t len = n - j < PACK_TILE ? n - j : PACK_TILE;
+        graddrop_keep(keep, len, offset + (uint64_t)j, block, k0, k1, threshold);
+        if (dtype == 0) {
+            const float *src = (const float *)in + j;
+            float *dst = (float *)packed;
+            for (int64_t t = 0; t < len; ++t) {
+                dst[count] = rescale ? src[t] * scale : src[t];
+                count += keep[t];
+            }
+        } else {
+            const uint16_t *src = (const uint16_t *)in + j;
+            uint16_t *dst = (uint16_t *)packed;
+            for (int64_t t = 0; t < len; ++t) {
+                dst[count] = rescale ? f32_to_bf16(bf16_to_f32(src[t]) * scale) : src[t];
+                count += keep[t];
+            }
+        }
+    }
+    return count;
+}
+
+/* out[j] = the next of the `total` packed values where element j is kept, +0.0 where it
+ * is dropped; returns how many the mask keeps (the caller checks it equals total).
+ * Branch-free like compress: the read index is clamped so it never passes the end. */
+int64_t graddrop_expand(const void *packed, int64_t total, void *out, int dtype, int64_t n,
+                        uint64_t offset, uint64_t block, uint32_t k0, uint32_t k1,
+                        uint32_t threshold) {
+    uint8_t keep[PACK_TILE];
+    int64_t count = 0;
+    for (int64_t j = 0; j < n; j += PACK_TILE) {
+        int64_t len = n - j < PACK_TILE ? n - j : PACK_TILE;
+        graddrop_keep(keep, len, offset + (uint64_t)j, block, k0, k1, threshold);
+        if (total == 0) {  /* nothing kept in a correct call: zeros, and count the bits */
+            memset((char *)out + j * (dtype == 0 ? 4 : 2), 0, (size_t)len * (dtype == 0 ? 4 : 2));
+            for (int64_t t = 0; t < len; ++t) count += keep[t];
+            continue;
+        }
+        if (dtype == 0) {
+            const float *src = (const float *)packed;
+            float *dst = (float *)out + j;
+            for (int64_t t = 0; t < len; ++t) {
+                float value = src[count < total ? count : total - 1];
+                dst[t] = keep[t] ? value : 0.0f;
+                count += keep[t];
+            }
+        } else {
+            const uint16_t *src = (const uint16_t *)packed;
+            uint16_t *dst = (uint16_t *)out + j;
+            for (int64_t t = 0; t < len; ++t) {
+                uint16_t value = src[count < total ? count : total - 1];
+                dst[t] = keep[t] ? value : 0;
+                count += keep[t];
+            }
+        }
+    }
+    return count;
+}

@@ -102,6 +102,14 @@ def _load() -> ctypes.CDLL | None:
                                                   ctypes.c_float, ctypes.c_int]
                 library.graddrop_keep.argtypes = [ctypes.c_void_p, i64, u64, u64, u32, u32,
                                                   u32]
+                for packing in (library.graddrop_compress, library.graddrop_expand):
+                    packing.restype = i64
+                library.graddrop_compress.argtypes = [
+                    ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, i64, u64, u64, u32, u32,
+                    u32, ctypes.c_float, ctypes.c_int]
+                library.graddrop_expand.argtypes = [ctypes.c_void_p, i64, ctypes.c_void_p,
+                                                    ctypes.c_int, i64, u64, u64, u32, u32,
+                                                    u32]
                 _library = library
             except (OSError, RuntimeError, subprocess.TimeoutExpired) as error:
                 if kernel_mode() == "fused":
@@ -227,3 +235,40 @@ def mask_gradient(grad: torch.Tensor, *, seed: int, stream: int, name: str,
 
     _run_chunked(source.numel(), call)
     return out
+
+
+def _packable(tensor: torch.Tensor, key) -> bool:
+    return (tensor.dtype in _DTYPE_CODES and tensor.is_contiguous() and _use_kernel(tensor)
+            and 0 < key.threshold < 2**32)
+
+
+def compress(span: torch.Tensor, *, seed: int, stream: int, name: str, drop_rate: float,
+             rescale: bool = False, offset: int = 0, block: int = 1) -> torch.Tensor | None:
+    """The kept values of a flat span, packed in order (times 1/(1-p) with rescale), in one
+    pass and without a mask in memory; None where the kernel does not apply (use the
+    keep bits instead). Element j of the span is global element offset + j."""
+    key = mask_key(seed=seed, stream=stream, name=name, drop_rate=drop_rate)
+    if not _packable(span, key):
+        return None
+    packed = torch.empty_like(span)
+    scale = rescale_factor(drop_rate, rescale)
+    count = _load().graddrop_compress(
+        span.data_ptr(), packed.data_ptr(), _DTYPE_CODES[span.dtype], span.numel(), offset,
+        block, key.k0, key.k1, key.threshold, scale, int(scale != 1.0))
+    return packed[:count]
+
+
+def expand(packed: torch.Tensor, out: torch.Tensor, *, seed: int, stream: int, name: str,
+           drop_rate: float, offset: int = 0, block: int = 1) -> bool:
+    """Write packed values back where the mask keeps elements of `out` (a flat span),
+    +0.0 elsewhere; False where the kernel does not apply."""
+    key = mask_key(seed=seed, stream=stream, name=name, drop_rate=drop_rate)
+    if not (_packable(out, key) and packed.dtype == out.dtype and packed.is_contiguous()):
+        return False
+    used = _load().graddrop_expand(packed.data_ptr(), packed.numel(), out.data_ptr(),
+                                   _DTYPE_CODES[out.dtype], out.numel(), offset, block,
+                                   key.k0, key.k1, key.threshold)
+    if used != packed.numel():
+        raise RuntimeError(f"GradDrop expand of {name}: the mask keeps {used} elements, "
+                           f"{packed.numel()} values were received")
+    return True

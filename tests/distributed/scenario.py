@@ -45,8 +45,9 @@ def micro_batches(rank: int = 0, world_size: int = 1):
 class MaskRecorder:
     """Records the keep bits GradDrop actually applies, whatever implementation is active,
     by masking a tensor of ones with the same call: {(step, name): bool[numel]}. The
-    compacting hooks ask GradDrop.keep_bits (per element or per row) instead: that is
-    recorded too."""
+    compacting hooks pack by `Kept.of` spans (fused kernel or row gather): the bits of
+    each span are recorded too (their application is checked by the parameters and by
+    tests/unit/test_compaction.py)."""
 
     def __init__(self, graddrop: GradDrop) -> None:
         self.graddrop = graddrop
@@ -72,21 +73,37 @@ class MaskRecorder:
             return bits
 
         graddrop.keep_mask = recording_keep_mask
-        keep_bits = graddrop.keep_bits
+        graddrop.kept_recorder = self._record_span
+        _record_compaction()
 
-        def recording_keep_bits(name, start=0, length=None, *, per_block=False, device=None):
-            bits = keep_bits(name, start, length, per_block=per_block, device=device)
-            plan = graddrop.plans[name]
-            elements = bits
-            if per_block:  # compaction by rows: expand to the elements the rows cover
-                elements = bits.repeat_interleave(plan.block(graddrop.config.granularity))
-            key = (graddrop.step, name)
-            if key not in self.masks:
-                self.masks[key] = torch.ones(plan.numel, dtype=torch.bool)
-            self.masks[key][start:start + elements.numel()] = elements.cpu()
-            return bits
+    def _record_span(self, name, start, length):
+        """A span that communication compaction packs: record the bits it is keyed by."""
+        graddrop = self.graddrop
+        if not graddrop.may_be_masked(name):
+            return
+        key = (graddrop.step, name)
+        if key not in self.masks:
+            self.masks[key] = torch.ones(graddrop.plans[name].numel, dtype=torch.bool)
+        self.masks[key][start:start + length] = graddrop.keep_bits(name, start, length)
 
-        graddrop.keep_bits = recording_keep_bits
+
+def _record_compaction() -> None:
+    """Wrap Kept.of once per process: each span is reported to its GradDrop's recorder."""
+    from graddrop_dist.backends.compaction import Kept
+
+    if getattr(Kept.of, "recording", False):
+        return
+    original = Kept.of.__func__
+
+    def of(cls, graddrop, name, start=0, length=None):
+        kept = original(cls, graddrop, name, start, length)
+        recorder = getattr(graddrop, "kept_recorder", None)
+        if recorder is not None:
+            recorder(name, start, kept.length)
+        return kept
+
+    of.recording = True
+    Kept.of = classmethod(of)
 
 
 def new_model():

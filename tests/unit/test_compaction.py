@@ -18,11 +18,13 @@ def _attached(**config):
 @pytest.mark.parametrize("granularity", ["element", "row", "tensor"])
 @pytest.mark.parametrize("rescale", [False, True])
 @pytest.mark.parametrize("span", [(0, None), (240, 480), (7, 333)])  # whole, rows, unaligned
-def test_pack_then_unpack_is_masking_in_place(granularity, rescale, span):
+# fp32 / bf16: the fused compress / expand kernel; fp16: keep bits and a select
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_pack_then_unpack_is_masking_in_place(granularity, rescale, span, dtype):
     graddrop = _attached(granularity=granularity, rescale=rescale)
     name = "0.weight"  # 40 x 24
     start, length = span
-    grad = torch.randn(960)
+    grad = torch.randn(960).to(dtype)
     window = grad[start:start + (length or 960)]
     expected = graddrop.mask_(name, window.clone(), offset=start)
     kept = Kept.of(graddrop, name, start, length)
@@ -33,7 +35,19 @@ def test_pack_then_unpack_is_masking_in_place(granularity, rescale, span):
     assert (kept.blocks is not None) == (block > 1 and aligned)  # rows gathered whole
     out = torch.full_like(window, float("nan"))
     kept.unpack(out, values)
-    assert torch.equal(out, expected)
+    bits = torch.int32 if dtype == torch.float32 else torch.int16
+    assert torch.equal(out.view(bits), expected.view(bits))
+
+
+def test_fused_and_selecting_paths_pack_the_same_values(monkeypatch):
+    graddrop = _attached(rescale=True)
+    grad = torch.randn(960)
+    fused = Kept.of(graddrop, "0.weight", 100, 700)
+    values = fused.pack(grad[100:800])
+    monkeypatch.setenv("GRADDROP_KERNEL", "reference")  # the kernel steps aside
+    selecting = Kept.of(graddrop, "0.weight", 100, 700)
+    assert torch.equal(selecting.pack(grad[100:800]), values)
+    assert fused.count == selecting.count == values.numel()
 
 
 def test_unmasked_parameter_and_padding():
@@ -46,3 +60,16 @@ def test_unmasked_parameter_and_padding():
     out = torch.ones(5)
     gap.unpack(out, torch.zeros(0))
     assert torch.equal(out, torch.zeros(5))
+
+
+def test_expand_refuses_a_packed_buffer_of_the_wrong_length():
+    from graddrop_dist.mask.fused import compress, expand
+
+    key = dict(seed=1, stream=2, name="w", drop_rate=0.5)
+    span = torch.randn(1000)
+    packed = compress(span, **key)
+    out = torch.empty(1000)
+    assert expand(packed, out, **key)
+    assert torch.equal(out, torch.where(out != 0, span, 0.0))
+    with pytest.raises(RuntimeError, match="values were received"):
+        expand(packed[:-1].clone(), out, **key)
