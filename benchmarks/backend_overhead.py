@@ -59,11 +59,27 @@ def timed_steps(setup, batch, steps):
     return statistics.median(times)
 
 
+def random_batch(rank: int, vocab: int) -> dict:
+    """This rank's batch: 8 sequences of 64 tokens, 4 labels."""
+    generator = torch.Generator().manual_seed(rank)
+    return {"input_ids": torch.randint(3, vocab, (8, 64), generator=generator),
+            "labels": torch.randint(0, 4, (8,), generator=generator)}
+
+
+def model_arguments(parser: argparse.ArgumentParser, steps: int) -> None:
+    """The options both CPU step benchmarks share (this one and peak_memory.py)."""
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--vocab", type=int, default=30000)
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--compact", action="store_true",
+                        help="GradDrop with compact=True (ddp, fsdp1, fsdp2 only)")
+
+
 def measure(rank, world_size, name, steps, hidden, layers, vocab, compact=False):
     setup = build(name, hidden, layers, vocab)
-    generator = torch.Generator().manual_seed(rank)
-    batch = {"input_ids": torch.randint(3, vocab, (8, 64), generator=generator),
-             "labels": torch.randint(0, 4, (8,), generator=generator)}
+    batch = random_batch(rank, vocab)
     timed_steps(setup, batch, 2)  # warm-up: allocations, kernel build, DeepSpeed buffers
     before = timed_steps(setup, batch, steps)
     graddrop = GradDrop(GradDropConfig(method="graddrop", drop_rate=0.5,
@@ -79,13 +95,7 @@ def measure(rank, world_size, name, steps, hidden, layers, vocab, compact=False)
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--vocab", type=int, default=30000)
-    parser.add_argument("--backends", default=",".join(BACKENDS))
-    parser.add_argument("--compact", action="store_true",
-                        help="GradDrop with compact=True (ddp, fsdp1, fsdp2 only)")
+    model_arguments(parser, steps=8)
     args = parser.parse_args(argv)
     print(f"2 ranks (gloo, CPU, 1 thread each); XLM-R hidden {args.hidden}, {args.layers} "
           f"layers, vocab {args.vocab}; batch 8 x 64 per rank; median of {args.steps} steps; "

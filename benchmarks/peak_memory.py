@@ -20,8 +20,7 @@ import statistics
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
-import torch  # noqa: E402
-from backend_overhead import BACKENDS, build  # noqa: E402
+from backend_overhead import build, model_arguments, random_batch  # noqa: E402
 
 from graddrop_dist import GradDrop, GradDropConfig  # noqa: E402
 from graddrop_dist.testing import run_ranks  # noqa: E402
@@ -38,9 +37,7 @@ def measure(rank, world_size, name, with_graddrop, compact, steps, hidden, layer
     if with_graddrop:
         GradDrop(GradDropConfig(method="graddrop", drop_rate=0.5, compact=compact)).attach(
             setup.model, setup.graddrop_optimizer())
-    generator = torch.Generator().manual_seed(rank)
-    batch = {"input_ids": torch.randint(3, vocab, (8, 64), generator=generator),
-             "labels": torch.randint(0, 4, (8,), generator=generator)}
+    batch = random_batch(rank, vocab)
     for _ in range(steps):
         setup.train_step([batch])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
@@ -50,14 +47,8 @@ def measure(rank, world_size, name, with_graddrop, compact, steps, hidden, layer
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--vocab", type=int, default=30000)
-    parser.add_argument("--backends", default=",".join(BACKENDS))
+    model_arguments(parser, steps=4)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--compact", action="store_true",
-                        help="GradDrop with compact=True (DDP, FSDP1, FSDP2)")
     args = parser.parse_args(argv)
     print(f"2 ranks (gloo, CPU); XLM-R hidden {args.hidden}, {args.layers} layers, vocab "
           f"{args.vocab}; {args.steps} steps; max over ranks, median of {args.repeats}; "

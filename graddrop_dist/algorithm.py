@@ -156,18 +156,14 @@ class GradDrop:
         """Keep bits of elements [start, start + length) of the flattened parameter at the
         current step; per_block: one bit per block of the granularity (a row, the tensor),
         for a span aligned to blocks. What communication compaction packs by."""
-        plan = self.plans[name]
-        length = plan.numel - start if length is None else length
-        stream, rate = self.schedule(name)
-        block = plan.block(self.config.granularity)
-        count = length // block if per_block else length
-        if rate == 0.0:  # U >= 0 always: nothing to hash
-            return torch.ones(count, dtype=torch.bool, device=device)
-        key = dict(seed=self.config.seed, stream=stream, name=name, drop_rate=rate,
-                   device=device)
+        length = self.plans[name].numel - start if length is None else length
+        args = self.mask_args(name, start)
+        block = args.pop("block")
         if per_block:  # keep(i) hashes i // block: block j's bit is index j with block 1
-            return keep_mask(length // block, offset=start // block, **key)
-        return keep_mask(length, offset=start, block=block, **key)
+            length, block, args["offset"] = length // block, 1, start // block
+        if args["drop_rate"] == 0.0:  # U >= 0 always: nothing to hash
+            return torch.ones(length, dtype=torch.bool, device=device)
+        return keep_mask(length, block=block, device=device, **args)
 
     def may_be_masked(self, name: str) -> bool:
         """Whether this parameter's gradient is ever touched (it needs a hook)."""

@@ -69,20 +69,25 @@ class Kept:
                 self._count = self.length
         return self._count
 
-    def pack(self, span: torch.Tensor) -> torch.Tensor:
-        """The kept values of a flat span, times the rescale factor (a new tensor)."""
-        if self.draw is not None:
-            values = compress(span, rescale=self.scale != 1.0, **self.draw)
-            if values is not None:
-                self._count = values.numel()
-                return values
-            values = span[self.elements(span.device)]
-        elif self.blocks is not None:
-            values = span.view(-1, self.block).index_select(0, self.blocks).view(-1)
-        else:
-            values = span.clone()
-        self._count = values.numel()
-        return values.mul_(self.scale) if self.scale != 1.0 else values
+    def pack_into(self, span: torch.Tensor, out: torch.Tensor) -> int:
+        """Write the kept values of a flat span (times the rescale factor) to the start of
+        `out`, which has room for the whole span; returns how many."""
+        count = None
+        if self.draw is not None:  # the fused kernel rescales as it packs
+            count = compress(span, out, rescale=self.scale != 1.0, **self.draw)
+        if count is None:
+            if self.draw is not None:  # not a CPU fp32 / bf16 span: select by keep bits
+                values = span[self.elements(span.device)]
+            elif self.blocks is not None:
+                values = span.view(-1, self.block).index_select(0, self.blocks).view(-1)
+            else:
+                values = span
+            count = values.numel()
+            packed = out[:count].copy_(values)
+            if self.scale != 1.0:
+                packed.mul_(self.scale)
+        self._count = count
+        return count
 
     def unpack(self, span: torch.Tensor, values: torch.Tensor) -> None:
         """Write packed values back into the span in place; dropped elements become 0."""
@@ -102,6 +107,32 @@ def padding(length: int) -> Kept:
     return Kept(length, blocks=torch.zeros(0, dtype=torch.long), block=length or 1)
 
 
+def spans_of(flat: torch.Tensor, kept: list[Kept]) -> list[tuple[torch.Tensor, Kept]]:
+    """Cut a flat buffer into the consecutive spans the Kept list describes."""
+    pairs, position = [], 0
+    for item in kept:
+        pairs.append((flat[position:position + item.length], item))
+        position += item.length
+    return pairs
+
+
+def pack_spans(pairs: list[tuple[torch.Tensor, Kept]], out: torch.Tensor) -> int:
+    """Pack every span's kept values one after another into `out` (room for all spans);
+    returns how many."""
+    position = 0
+    for span, kept in pairs:
+        position += kept.pack_into(span, out[position:])
+    return position
+
+
+def unpack_spans(pairs: list[tuple[torch.Tensor, Kept]], values: torch.Tensor) -> None:
+    """The inverse of pack_spans, in place; dropped elements become 0."""
+    position = 0
+    for span, kept in pairs:
+        kept.unpack(span, values[position:position + kept.count])
+        position += kept.count
+
+
 def compact_reduce_scatter(output: torch.Tensor, rows: torch.Tensor,
                            kept_rows: list[list[Kept]], group, op=dist.ReduceOp.SUM,
                            divide: float = 1.0) -> None:
@@ -111,25 +142,15 @@ def compact_reduce_scatter(output: torch.Tensor, rows: torch.Tensor,
     unpacked into `output`. Every rank knows every row's count, so the padding agrees.
     `divide`: a pre-division applied after packing (the dense path's order: mask, then
     divide), so results are bitwise those of masking then reducing densely."""
-    world_size = rows.shape[0]
-    packed = []
-    for rank in range(world_size):
-        pieces, position = [], 0
-        for kept in kept_rows[rank]:
-            pieces.append(kept.pack(rows[rank, position:position + kept.length]))
-            position += kept.length
-        packed.append(torch.cat(pieces) if pieces else rows.new_zeros(0))
-    longest = max(p.numel() for p in packed)
-    send = rows.new_zeros(world_size, longest)
-    for rank, values in enumerate(packed):
-        send[rank, :values.numel()] = values
+    packed = torch.empty_like(rows)
+    counts = [pack_spans(spans_of(rows[rank], kept), packed[rank])
+              for rank, kept in enumerate(kept_rows)]
+    longest = max(counts)
+    for rank, count in enumerate(counts):
+        packed[rank, count:longest].zero_()
+    send = packed[:, :longest].contiguous()
     if divide != 1.0:
         send.div_(divide)
     received = rows.new_empty(longest)
     dist.reduce_scatter_single(received, send.view(-1), op=op, group=group)
-    position, offset = 0, 0
-    for kept in kept_rows[dist.get_rank(group)]:
-        kept.unpack(output[offset:offset + kept.length],
-                    received[position:position + kept.count])
-        position += kept.count
-        offset += kept.length
+    unpack_spans(spans_of(output, kept_rows[dist.get_rank(group)]), received)

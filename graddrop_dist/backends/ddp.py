@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
 from graddrop_dist.backends.base import TensorHookAdapter
-from graddrop_dist.backends.compaction import Kept
+from graddrop_dist.backends.compaction import Kept, pack_spans, unpack_spans
 from graddrop_dist.mask import canonical_name
 
 
@@ -78,18 +78,14 @@ def _compact_allreduce(state: _BucketMasking, bucket):
     if not state.active:
         return allreduce_hook(state.process_group, bucket)
     buffer = bucket.buffer()
-    placements = [(grad.view(-1), Kept.of(state.graddrop, state.names[id(param)]))
-                  for param, grad in zip(bucket.parameters(), bucket.gradients())]
-    world = dist.get_world_size(state.process_group)
-    pieces = [kept.pack(flat) for flat, kept in placements]
-    packed = torch.cat(pieces).div_(world) if pieces else buffer.new_zeros(0)
+    pairs = [(grad.view(-1), Kept.of(state.graddrop, state.names[id(param)]))
+             for param, grad in zip(bucket.parameters(), bucket.gradients())]
+    packed = torch.empty_like(buffer)
+    packed = packed[:pack_spans(pairs, packed)].div_(dist.get_world_size(state.process_group))
     future = dist.all_reduce(packed, group=state.process_group, async_op=True).get_future()
 
     def unpack(done):
-        reduced, position = done.value()[0], 0
-        for flat, kept in placements:
-            kept.unpack(flat, reduced[position:position + kept.count])
-            position += kept.count
+        unpack_spans(pairs, done.value()[0])
         return buffer
 
     return future.then(unpack)

@@ -23,7 +23,8 @@ from torch.distributed.algorithms._comm_hooks import default_hooks
 from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
 
 from graddrop_dist.backends.base import Adapter
-from graddrop_dist.backends.compaction import Kept, compact_reduce_scatter, padding
+from graddrop_dist.backends.compaction import (Kept, compact_reduce_scatter, pack_spans,
+                                                padding, spans_of, unpack_spans)
 
 HYBRID = {ShardingStrategy.HYBRID_SHARD, ShardingStrategy._HYBRID_SHARD_ZERO2}
 
@@ -73,17 +74,14 @@ def _compact_hook(state: _UnitState, grad: torch.Tensor, output: torch.Tensor | 
     # Pre-division after packing, as the dense path divides after masking: same bits.
     divide = state.gradient_predivide_factor
     if output is None:  # NO_SHARD: one all-reduce of the packed kept values
-        (spans,) = _kept_rows(state, grad.numel(), 1)
-        starts = list(_starts(spans))
-        packed = torch.cat([kept.pack(grad[s:s + kept.length])
-                            for kept, s in zip(spans, starts)])
+        (kept,) = _kept_rows(state, grad.numel(), 1)
+        pairs = spans_of(grad, kept)
+        packed = torch.empty_like(grad)
+        packed = packed[:pack_spans(pairs, packed)]
         if divide > 1:
             packed.div_(divide)
         dist.all_reduce(packed, group=state.process_group)
-        position = 0
-        for kept, start in zip(spans, starts):
-            kept.unpack(grad[start:start + kept.length], packed[position:position + kept.count])
-            position += kept.count
+        unpack_spans(pairs, packed)
         output = grad
     else:
         world_size = dist.get_world_size(state.process_group)
@@ -92,13 +90,6 @@ def _compact_hook(state: _UnitState, grad: torch.Tensor, output: torch.Tensor | 
                                state.process_group, divide=max(divide, 1.0))
     if state.gradient_postdivide_factor > 1:
         output.div_(state.gradient_postdivide_factor)
-
-
-def _starts(spans: list[Kept]):
-    start = 0
-    for kept in spans:
-        yield start
-        start += kept.length
 
 
 def _units(root: FullyShardedDataParallel):

@@ -242,20 +242,21 @@ def _packable(tensor: torch.Tensor, key) -> bool:
             and 0 < key.threshold < 2**32)
 
 
-def compress(span: torch.Tensor, *, seed: int, stream: int, name: str, drop_rate: float,
-             rescale: bool = False, offset: int = 0, block: int = 1) -> torch.Tensor | None:
-    """The kept values of a flat span, packed in order (times 1/(1-p) with rescale), in one
-    pass and without a mask in memory; None where the kernel does not apply (use the
-    keep bits instead). Element j of the span is global element offset + j."""
+def compress(span: torch.Tensor, out: torch.Tensor, *, seed: int, stream: int, name: str,
+             drop_rate: float, rescale: bool = False, offset: int = 0,
+             block: int = 1) -> int | None:
+    """Pack the kept values of a flat span, in order (times 1/(1-p) with rescale), at the
+    start of `out` (contiguous, same dtype, room for the whole span), in one pass and
+    without a mask in memory; returns how many, or None where the kernel does not apply
+    (use the keep bits instead). Element j of the span is global element offset + j."""
     key = mask_key(seed=seed, stream=stream, name=name, drop_rate=drop_rate)
-    if not _packable(span, key):
+    if not (_packable(span, key) and out.dtype == span.dtype and out.is_contiguous()
+            and out.numel() >= span.numel()):
         return None
-    packed = torch.empty_like(span)
     scale = rescale_factor(drop_rate, rescale)
-    count = _load().graddrop_compress(
-        span.data_ptr(), packed.data_ptr(), _DTYPE_CODES[span.dtype], span.numel(), offset,
+    return _load().graddrop_compress(
+        span.data_ptr(), out.data_ptr(), _DTYPE_CODES[span.dtype], span.numel(), offset,
         block, key.k0, key.k1, key.threshold, scale, int(scale != 1.0))
-    return packed[:count]
 
 
 def expand(packed: torch.Tensor, out: torch.Tensor, *, seed: int, stream: int, name: str,
