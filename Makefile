@@ -13,7 +13,6 @@ CACHE  := $(CURDIR)/.cache
 export OMP_NUM_THREADS ?= 1
 export GRADDROP_CACHE ?= $(CACHE)/graddrop
 export TORCH_EXTENSIONS_DIR ?= $(CACHE)/torch_extensions
-export DS_ACCELERATOR ?= cpu
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
 PYTEST_ARGS ?=

@@ -21,14 +21,13 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 import torch  # noqa: E402
 
 from graddrop_dist import GradDrop, GradDropConfig  # noqa: E402
-from graddrop_dist.backends.wrap import wrap  # noqa: E402
-from graddrop_dist.ds_config import load_ds_config  # noqa: E402
+from graddrop_dist.parallel import TrainSettings, wrap  # noqa: E402
 from graddrop_dist.testing import run_ranks  # noqa: E402
 
 DS_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ds_configs")
 BACKENDS = {"ddp": ("ddp", {}), "fsdp1": ("fsdp1", {}), "fsdp2": ("fsdp2", {}),
             "zero1": ("deepspeed", {"stage": 1}), "zero2": ("deepspeed", {"stage": 2}),
-            "zero3": ("deepspeed", {"stage": 3})}
+            "zero3": ("deepspeed", {"stage": 3})}  # ds_configs/zero<stage>.json
 
 
 def build(name, hidden, layers, vocab):
@@ -41,13 +40,10 @@ def build(name, hidden, layers, vocab):
         num_attention_heads=4, intermediate_size=4 * hidden, max_position_embeddings=80,
         num_labels=4))
     backend, extra = BACKENDS[name]
-    config = None
     if backend == "deepspeed":
-        config = load_ds_config(os.path.join(DS_CONFIGS, f"zero{extra['stage']}.json"), {
-            "train_micro_batch_size_per_gpu": 8, "gradient_accumulation_steps": 1,
-            "gradient_clipping": 0.0, "bf16.enabled": False}, client_optimizer=True)
-    return wrap(model, backend, layer_classes=(XLMRobertaLayer,), ds_config=config,
-                make_optimizer=lambda p: torch.optim.AdamW(p, lr=1e-5))
+        extra = {"ds_config": os.path.join(DS_CONFIGS, f"zero{extra['stage']}.json")}
+    return wrap(model, backend, layer_classes=(XLMRobertaLayer,),
+                settings=TrainSettings(micro_batch_size=8, lr=1e-5), **extra)
 
 
 def timed_steps(setup, batch, steps):
@@ -82,9 +78,8 @@ def measure(rank, world_size, name, steps, hidden, layers, vocab, compact=False)
     batch = random_batch(rank, vocab)
     timed_steps(setup, batch, 2)  # warm-up: allocations, kernel build, DeepSpeed buffers
     before = timed_steps(setup, batch, steps)
-    graddrop = GradDrop(GradDropConfig(method="graddrop", drop_rate=0.5,
-                                       compact=compact)).attach(
-        setup.model, setup.graddrop_optimizer())
+    graddrop = setup.attach(GradDrop(GradDropConfig(method="graddrop", drop_rate=0.5,
+                                                    compact=compact)))
     timed_steps(setup, batch, 1)
     with_graddrop = timed_steps(setup, batch, steps)
     graddrop.detach()

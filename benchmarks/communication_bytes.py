@@ -20,7 +20,7 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
 from graddrop_dist import GradDrop, GradDropConfig  # noqa: E402
-from graddrop_dist.backends.wrap import wrap  # noqa: E402
+from graddrop_dist.parallel import TrainSettings, wrap  # noqa: E402
 from graddrop_dist.testing import run_ranks  # noqa: E402
 
 
@@ -38,10 +38,9 @@ def count_bytes(rank, world_size, backend, rate, compact, steps, granularity):
     head = sum(p.numel() for n, p in model.named_parameters() if n.startswith("classifier."))
     total = sum(p.numel() for p in model.parameters())
     setup = wrap(model, backend, layer_classes=(XLMRobertaLayer,),
-                 make_optimizer=lambda p: torch.optim.AdamW(p, lr=1e-5))
-    GradDrop(GradDropConfig(drop_rate=rate, compact=compact,
-                            granularity=granularity)).attach(setup.model,
-                                                                     setup.optimizer)
+                 settings=TrainSettings(lr=1e-5))
+    setup.attach(GradDrop(GradDropConfig(drop_rate=rate, compact=compact,
+                                         granularity=granularity)))
     if backend == "ddp":  # route DDP's C++ reducer through Python, where it is counted
         from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 

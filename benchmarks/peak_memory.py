@@ -35,8 +35,8 @@ def measure(rank, world_size, name, with_graddrop, compact, steps, hidden, layer
     start = rss_bytes()
     setup = build(name, hidden, layers, vocab)
     if with_graddrop:
-        GradDrop(GradDropConfig(method="graddrop", drop_rate=0.5, compact=compact)).attach(
-            setup.model, setup.graddrop_optimizer())
+        setup.attach(GradDrop(GradDropConfig(method="graddrop", drop_rate=0.5,
+                                             compact=compact)))
     batch = random_batch(rank, vocab)
     for _ in range(steps):
         setup.train_step([batch])

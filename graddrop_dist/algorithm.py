@@ -39,7 +39,10 @@ class GradDrop:
         self._adapter = None
 
     # ----------------------------------------------------------------- attach / detach
-    def attach(self, model, optimizer=None, *, steps_per_epoch: int | None = None) -> GradDrop:
+    def attach(self, model, optimizer=None, *, steps_per_epoch: int | None = None,
+               adapter=None) -> GradDrop:
+        """adapter: the adapter class to use (a trainer backend names its own); by default
+        it is chosen from what `model` is (graddrop_dist.backends.adapter_for)."""
         from graddrop_dist.backends import adapter_for
 
         if self._adapter is not None:
@@ -47,7 +50,7 @@ class GradDrop:
         if steps_per_epoch is not None and steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
         self.steps_per_epoch = steps_per_epoch
-        adapter = adapter_for(model, optimizer, self)
+        adapter = (adapter or adapter_for)(model, optimizer, self)
         self.plans = self._plan(adapter.named_parameter_shapes())
         self.layers = num_layers(self.plans.values())
         self.config = self.requested

@@ -20,20 +20,23 @@ def _walk(config: dict, dotted: str):
     return node, leaf
 
 
-def fill_ds_config(config: dict[str, Any], owned: dict[str, Any], *, source: str = "ds_config",
-                   client_optimizer: bool = False) -> dict[str, Any]:
+def fill_ds_config(config: dict[str, Any], owned: dict[str, Any], *,
+                   source: str = "ds_config",
+                   fill_only: dict[str, Any] | None = None) -> dict[str, Any]:
     """Return a copy of `config` with every owned value filled in or checked.
 
     owned: dotted key -> the trainer's value, e.g. {"optimizer.params.lr": 2e-5}. Keys
     absent from the JSON are added at the top level only (nested sections the user left
-    out stay out). client_optimizer: the caller passes its own optimizer, so an
-    "optimizer" section would conflict and is an error unless it is only "auto" values.
+    out stay out: an `optimizer` section is the user's choice, and so is its absence).
+    fill_only: values that replace "auto" but leave any other value alone.
     """
     filled = copy.deepcopy(config)
     if not isinstance(filled, dict):
         raise ValueError(f"{source}: the top level must be a JSON object")
-    if client_optimizer and "optimizer" in filled:
-        del filled["optimizer"]  # the trainer builds the optimizer from its own config
+    for dotted, value in (fill_only or {}).items():
+        node, leaf = _walk(filled, dotted)
+        if node is not None and node.get(leaf) == "auto":
+            node[leaf] = value
     for dotted, value in owned.items():
         node, leaf = _walk(filled, dotted)
         if node is None:
@@ -64,12 +67,11 @@ def _flatten(node, prefix=""):
         yield prefix.rstrip("."), node
 
 
-def load_ds_config(path: str | Path, owned: dict[str, Any], **kwargs) -> dict[str, Any]:
+def read_ds_config(path: str | Path) -> Any:
     path = Path(path)
     try:
-        config = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"ds_config: file not found: {path}") from None
+        raise ValueError(f"backend.ds_config: file not found: {path}") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}:{error.lineno}: invalid JSON ({error.msg})") from None
-    return fill_ds_config(config, owned, source=str(path), **kwargs)

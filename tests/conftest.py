@@ -13,6 +13,9 @@ _CACHE = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".cache")
 os.environ.setdefault("GRADDROP_CACHE", os.path.join(_CACHE, "graddrop"))
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(_CACHE, "torch_extensions"))
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
+# The suite runs on the CPU, also on a GPU machine (`make gpu-check` is the GPU run): with
+# no visible GPU, train.device=auto resolves to the CPU and ranks talk over gloo.
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 
 @pytest.fixture(scope="session")

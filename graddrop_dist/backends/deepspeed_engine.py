@@ -3,8 +3,9 @@
 The hook fires once per micro-batch with the full gradient (under ZeRO-3 the parameter is
 partitioned but the gradient handed to the hook has its full `ds_shape`), before the
 engine's reduce / reduce-scatter hooks, which hang off AccumulateGrad. The mask step is
-the engine's optimizer step: `engine.step()` is called every micro-batch and only steps
-at the gradient-accumulation boundary, when `global_steps` increases.
+the engine's applied optimizer step: `engine.step()` is called every micro-batch and only
+steps at the gradient-accumulation boundary, when `global_steps` increases; a step the
+engine skips (`skipped_steps` increases too) does not count.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ class DeepSpeedAdapter(TensorHookAdapter):
         graddrop = self.graddrop
 
         def step(*args, **kwargs):
-            before = engine.global_steps
+            before = engine.global_steps, engine.skipped_steps
             result = engine_step(*args, **kwargs)
-            if engine.global_steps != before:
+            # global_steps also counts a step the engine skipped (an fp16 overflow, a
+            # non-finite gradient): only an applied step moves the mask on.
+            if engine.global_steps != before[0] and engine.skipped_steps == before[1]:
                 graddrop.optimizer_stepped()
             return result
 

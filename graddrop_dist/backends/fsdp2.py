@@ -10,6 +10,9 @@ and then reduce-scatters as PyTorch does.
 With `compact: true` only kept elements travel: each destination row is packed by the
 shared mask, padded to the longest packed row, reduce-scattered, and expanded.
 
+On one rank FSDP2 copies the buffer into the sharded gradient instead of reduce-scattering
+it: there the all-reduce hook (`set_all_reduce_hook`, which runs on the copy) masks it.
+
 Which parameters are in the buffer depends on which received a gradient. The adapter
 turns on `set_reduce_scatter_unused_params(True)` so every parameter that requires grad is
 always there (zeros if unused), which makes the layout a fixed function of the group.
@@ -70,6 +73,15 @@ class MaskingReduceScatter(DefaultReduceScatter):
         return super().__call__(output_tensor, input_tensor, group, op, async_op)
 
 
+    def mask_whole_buffer(self, buffer: torch.Tensor) -> None:
+        """One rank: the buffer is every parameter of the group, whole and unpadded."""
+        position = 0
+        for name, numel, _ in self.layout(1):
+            if self.graddrop.may_be_masked(name):
+                span = buffer[position:position + numel]
+                self.graddrop.mask_(name, span, out=span)
+            position += numel
+
     def _compacted(self, output_tensor, rows, spans, group, op):
         """Reduce-scatter only kept elements (compaction.compact_reduce_scatter): row r,
         what rank r receives, holds every parameter's dim-0 chunk r at its global offset."""
@@ -113,10 +125,6 @@ class FSDP2Adapter(Adapter):
                 raise ValueError("GradDrop under FSDP2: a module with several parameter "
                                  "groups (shard_placement_fn meshes) is not supported")
             group = groups[0]
-            if group.mesh_info.shard_mesh_size == 1:
-                raise ValueError("GradDrop under FSDP2 needs a shard group of >= 2 ranks "
-                                 "(FSDP2 skips the reduce-scatter on one rank); use the "
-                                 "plain module on a single process")
             params = []
             for fsdp_param in group.fsdp_params:
                 placement = fsdp_param.fsdp_placement
@@ -125,7 +133,13 @@ class FSDP2Adapter(Adapter):
                                      f"dim 0, got Shard({placement.dim})")
                 params.append((names[id(fsdp_param.sharded_param)], fsdp_param))
             module.set_reduce_scatter_unused_params(True, recurse=False)
-            module.set_custom_reduce_scatter(MaskingReduceScatter(self.graddrop, params))
+            masking = MaskingReduceScatter(self.graddrop, params)
+            if group.mesh_info.shard_mesh_size == 1:
+                # One rank: FSDP2 copies the buffer instead of reduce-scattering it, and
+                # the first thing to see the copy is the all-reduce hook.
+                module.set_all_reduce_hook(masking.mask_whole_buffer)
+            else:
+                module.set_custom_reduce_scatter(masking)
             self._handles.append(_RestoreReduceScatter(module))
 
 
@@ -135,4 +149,6 @@ class _RestoreReduceScatter:
 
     def remove(self) -> None:
         self.module.set_custom_reduce_scatter(DefaultReduceScatter())
+        for group in self.module._get_fsdp_state()._fsdp_param_groups:
+            group._all_reduce_hook = None  # FSDP2 has no public way to unset it
         self.module.set_reduce_scatter_unused_params(False, recurse=False)

@@ -2,9 +2,9 @@
 
 Layout under `<output>/checkpoints/`: `step-00000040/` (complete), `latest` (the name of
 the newest complete one, replaced atomically). A checkpoint is written into
-`.tmp-step-N/` by every rank (DeepSpeed's own format, or torch.distributed.checkpoint for
-the other backends), then rank 0 writes the trainer state, renames the folder and only
-then moves `latest`. A run killed at any moment leaves `latest` on the previous complete
+`.tmp-step-N/` by every rank (in the backend's format: DeepSpeed's own, or
+torch.distributed.checkpoint for the others), then rank 0 writes the trainer state,
+renames the folder and only then moves `latest`. A run killed at any moment leaves `latest` on the previous complete
 checkpoint; `.tmp-*` folders are never read and are swept at the next save.
 """
 
@@ -20,6 +20,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from graddrop_dist.parallel.device import rng_state as device_rng_state
+from graddrop_dist.parallel.device import set_rng_state as set_device_rng_state
+
 STATE_FILE = "trainer_state.json"
 
 
@@ -34,13 +37,13 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
-def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+def rng_state(device: torch.device) -> dict:
+    return {**device_rng_state(device), "python": random.getstate(),
             "numpy": np.random.get_state()}
 
 
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
+def set_rng_state(state: dict, device: torch.device) -> None:
+    set_device_rng_state(state, device)
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
 
@@ -51,9 +54,11 @@ class Checkpointer:
         self.rank, self.world_size, self.keep = rank, world_size, keep
 
     # -------------------------------------------------------------- save
-    def save(self, setup, step: int, trainer_state: dict) -> Path:
+    def save(self, backend, step: int, trainer_state: dict) -> Path:
+        """`backend` (graddrop_dist.parallel) writes model, optimizer and schedule in its
+        own format; this adds the trainer state and the RNG states and publishes it."""
         try:
-            return self._save(setup, step, trainer_state)
+            return self._save(backend, step, trainer_state)
         except OSError as error:
             # Nothing was renamed: `latest` still names the previous complete checkpoint.
             previous = self.latest()
@@ -62,7 +67,7 @@ class Checkpointer:
                              f"checkpoint is still {previous.name if previous else 'none'}") \
                 from None
 
-    def _save(self, setup, step: int, trainer_state: dict) -> Path:
+    def _save(self, backend, step: int, trainer_state: dict) -> Path:
         name = f"step-{step:08d}"
         partial = self.root / f".tmp-{name}"
         if self.rank == 0:
@@ -71,18 +76,11 @@ class Checkpointer:
                 shutil.rmtree(stale, ignore_errors=True)
             partial.mkdir()
         _barrier()
-        if setup.is_deepspeed:
-            setup.model.save_checkpoint(str(partial), tag="deepspeed")
-        else:
-            import torch.distributed.checkpoint as dcp
-
-            dcp.save(self._model_and_optimizer(setup), checkpoint_id=str(partial / "dcp"))
-        torch.save(rng_state(), partial / f"rng-rank{self.rank}.pt")
+        backend.save_checkpoint(partial)
+        torch.save(rng_state(backend.device), partial / f"rng-rank{self.rank}.pt")
         _barrier()
         final = self.root / name
         if self.rank == 0:
-            if setup.scheduler is not None and not setup.is_deepspeed:
-                torch.save(setup.scheduler.state_dict(), partial / "scheduler.pt")
             _write_atomically(partial / STATE_FILE, json.dumps(
                 {**trainer_state, "world_size": self.world_size}, indent=1))
             if final.exists():
@@ -98,13 +96,6 @@ class Checkpointer:
         for old in complete[:-self.keep]:
             shutil.rmtree(old, ignore_errors=True)
 
-    @staticmethod
-    def _model_and_optimizer(setup) -> dict:
-        from torch.distributed.checkpoint.state_dict import get_state_dict
-
-        model_state, optimizer_state = get_state_dict(setup.model, setup.optimizer)
-        return {"model": model_state, "optimizer": optimizer_state}
-
     # -------------------------------------------------------------- load
     def latest(self) -> Path | None:
         pointer = self.root / "latest"
@@ -115,38 +106,28 @@ class Checkpointer:
         complete = sorted(p for p in self.root.glob("step-*") if (p / STATE_FILE).exists())
         return complete[-1] if complete else None
 
-    def load(self, setup, path: Path, global_batch: int) -> dict:
-        """Restore a checkpoint. On another world size (torch.distributed.checkpoint
-        reshards; DeepSpeed's own format cannot) the global batch must stay the same, so
-        the run sees the same batches in the same order; per-rank RNG states are then
-        taken from the old rank of the same number (or rank 0), so dropout differs."""
+    def load(self, backend, path: Path, global_batch: int) -> dict:
+        """Restore a checkpoint. On another world size (where the backend's format
+        reshards: torch.distributed.checkpoint does, DeepSpeed's does not) the global batch
+        must stay the same, so the run sees the same batches in the same order; per-rank
+        RNG states are then taken from the old rank of the same number (or rank 0), so
+        dropout differs."""
         state = json.loads((path / STATE_FILE).read_text())
         saved_world = state["world_size"]
         if saved_world != self.world_size:
-            if setup.is_deepspeed:
+            if not backend.can_reshard:
                 raise ValueError(f"--resume: {path} was written by {saved_world} ranks in "
-                                 f"DeepSpeed's format, this run has {self.world_size}; "
-                                 "DeepSpeed checkpoints resume on the same world size")
+                                 f"{backend.name}'s own format, this run has "
+                                 f"{self.world_size}; {backend.name} checkpoints resume on "
+                                 "the same world size")
             if state.get("global_batch") != global_batch:
                 raise ValueError(f"--resume: {path} was written by {saved_world} ranks with "
                                  f"a global batch of {state.get('global_batch')}; this run "
                                  f"has {self.world_size} ranks and a global batch of "
                                  f"{global_batch}; keep micro_batch_size x "
                                  "gradient_accumulation x ranks equal")
-        if setup.is_deepspeed:
-            load_path, _ = setup.model.load_checkpoint(str(path), tag="deepspeed")
-            if load_path is None:
-                raise ValueError(f"--resume: DeepSpeed found no checkpoint in {path}")
-        else:
-            import torch.distributed.checkpoint as dcp
-            from torch.distributed.checkpoint.state_dict import set_state_dict
-
-            target = self._model_and_optimizer(setup)
-            dcp.load(target, checkpoint_id=str(path / "dcp"))
-            set_state_dict(setup.model, setup.optimizer, model_state_dict=target["model"],
-                           optim_state_dict=target["optimizer"])
-            if setup.scheduler is not None:
-                setup.scheduler.load_state_dict(torch.load(path / "scheduler.pt"))
+        backend.load_checkpoint(path)
         rng_rank = self.rank if self.rank < saved_world else 0
-        set_rng_state(torch.load(path / f"rng-rank{rng_rank}.pt", weights_only=False))
+        set_rng_state(torch.load(path / f"rng-rank{rng_rank}.pt", weights_only=False),
+                      backend.device)
         return state

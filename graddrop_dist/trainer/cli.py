@@ -40,14 +40,14 @@ def quiet_non_zero_rank() -> None:
         pass
 
 
-def init_process_group(world_size: int, timeout_s: int) -> None:
-    import torch
+def init_process_group(device, timeout_s: int) -> None:
+    """NCCL for ranks on GPUs (bound to this rank's GPU from the start), gloo on CPUs."""
     import torch.distributed as dist
 
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    from graddrop_dist.parallel.device import collective_backend
+
+    dist.init_process_group(collective_backend(device), timeout=timedelta(seconds=timeout_s),
+                            device_id=device if device.type == "cuda" else None)
 
 
 def _is_collective_failure(error: BaseException) -> bool:
@@ -64,40 +64,39 @@ def main(argv=None) -> int:
     # DeepSpeed calls torch collectives PyTorch has renamed: one warning per step otherwise.
     warnings.filterwarnings("ignore", category=FutureWarning,
                             message=r".*torch\.distributed\.\w+` is deprecated")
+    from graddrop_dist.parallel import backend_class
+    from graddrop_dist.parallel.device import bind, resolve_device
     from graddrop_dist.trainer.config import ConfigError, load_job_config
-    from launcher.discovery import discover_rank, export_rank_env
-
     from graddrop_dist.trainer.preflight import preflight
+    from graddrop_dist.versions import VersionTooOld
+    from launcher.discovery import discover_rank, export_rank_env
 
     try:
         config = load_job_config(args.config, args.overrides)
         info = discover_rank()
-        preflight(config, rank=info.rank, world_size=info.world_size)
+        device = resolve_device(config.train.device, local_rank=info.local_rank)
+        preflight(config, rank=info.rank, world_size=info.world_size, device=device)
         from graddrop_dist.trainer.loop import load_job_task
 
         task = load_job_task(config)  # data files are checked before any process group
-    except (ConfigError, ValueError, FileNotFoundError) as error:
+    except (ConfigError, ValueError, FileNotFoundError, VersionTooOld) as error:
         print(f"graddrop-train: error: {error}", file=sys.stderr)
-        return 2
-    if config.backend.name == "single" and info.world_size > 1:
-        print(f"graddrop-train: error: backend.name: single runs one process, but "
-              f"{info.world_size} ranks were started; allowed with several ranks: ddp, "
-              "fsdp1, fsdp2, deepspeed", file=sys.stderr)
         return 2
     os.environ["GRADDROP_RANK_SOURCE"] = info.source
     if info.rank != 0:
         quiet_non_zero_rank()
-    distributed = config.backend.name != "single"
+    bind(device)
+    distributed = backend_class(config.backend.name).distributed
     if distributed:
         export_rank_env(info)
-        init_process_group(info.world_size, config.backend.timeout_s)
+        init_process_group(device, config.backend.timeout_s)
     from graddrop_dist.trainer.loop import run_job
 
     from graddrop_dist.backends.agreement import RankDisagreement
 
     try:
         run_job(config, rank=info.rank, world_size=info.world_size, resume=args.resume,
-                task=task)
+                task=task, device=device)
     except (ValueError, RankDisagreement) as error:  # found after start, still one line
         print(f"graddrop-train: error: {error}", file=sys.stderr)
         return 2

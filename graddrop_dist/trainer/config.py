@@ -6,6 +6,7 @@ errors naming the field and what is allowed), checked before any process group s
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +14,7 @@ from typing import Any, Literal
 import yaml
 
 from graddrop_dist.config import DEEPSPEED_COMPACT_ERROR, GradDropConfig
+from graddrop_dist.parallel.registry import BACKEND_NAMES
 from graddrop_dist.typed_config import typed_config
 
 OFFLINE_MODEL = "offline:multilingual-e5-small"
@@ -80,7 +82,12 @@ class TrainConfig:
     """Linear warmup over this fraction of the optimizer steps, then linear decay to 0."""
     max_grad_norm: float = 1.0
     """Gradient clipping (after masking); 0 disables it."""
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Autocast dtype of forward passes (bf16, fp16) over fp32 weights and gradients; fp16
+    with dynamic loss scaling. Under DeepSpeed: its bf16 / fp16 sections."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: cuda:<local rank> when torch sees a GPU (ranks talk over NCCL), else the CPU
+    (gloo)."""
     seed: int = 42
     """Data order, dropout and head initialisation (independent of the mask seed)."""
     eval_batch_size: int = 64
@@ -92,7 +99,9 @@ class TrainConfig:
     """Stop after this many optimizer steps (0: run all epochs); for smoke tests."""
     nonfinite: Literal["skip", "stop"] = "skip"
     """A NaN / Inf gradient: skip that optimizer step (counted in results.json) or stop
-    with an error. Under DeepSpeed the engine steps before the norm is known: it stops."""
+    with an error. An fp16 overflow is skipped by the loss scaler either way (counted
+    apart) until the scale is down to 1. DeepSpeed ZeRO-0/3 in fp32 / bf16 apply the step
+    before the norm is known: they always stop."""
 
     def __post_init__(self) -> None:
         for name in ("epochs", "micro_batch_size", "gradient_accumulation", "eval_batch_size"):
@@ -111,7 +120,8 @@ class TrainConfig:
 class BackendConfig:
     SECTION = "backend"
 
-    name: Literal["single", "ddp", "fsdp1", "fsdp2", "deepspeed"] = "single"
+    name: Literal[BACKEND_NAMES] = "single"
+    """graddrop_dist.parallel.REGISTRY: single, ddp, fsdp1, fsdp2, deepspeed."""
     ds_config: str | None = None
     """DeepSpeed JSON (ds_configs/zero3.json, ...); "auto" values come from `train`."""
     fsdp1_strategy: Literal["FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD"] = "FULL_SHARD"
@@ -119,12 +129,14 @@ class BackendConfig:
     """Collective timeout: a dead rank makes the others fail after this long."""
 
     def __post_init__(self) -> None:
-        if self.name == "deepspeed" and not self.ds_config:
-            raise ValueError("backend.ds_config: required when backend.name is deepspeed "
-                             "(e.g. ds_configs/zero3.json)")
-        if self.ds_config and self.name != "deepspeed":
-            raise ValueError(f"backend.ds_config: only used with backend.name deepspeed, "
-                             f"got backend.name {self.name}")
+        from graddrop_dist.parallel import backend_class
+
+        backend_class(self.name).check_config(self)
+
+    def defaults(self) -> dict[str, Any]:
+        """The fields only some backends read, with their defaults."""
+        return {field.name: field.default for field in dataclasses.fields(self)
+                if field.name not in ("name", "timeout_s")}
 
 
 @typed_config

@@ -8,17 +8,24 @@ one all_gather_object collects them, and every rank scores the full set.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.distributed as dist
 
+from graddrop_dist.parallel.device import move_batch
 from graddrop_dist.trainer.data import Encoded, collate
 from graddrop_dist.trainer.kinds import LABEL_KEYS
 
 
 @torch.no_grad()
 def predict(model, kind, data: Encoded, metric: str, *, batch_size: int, pad_id: int,
-            rank: int, world_size: int, autocast_dtype=None) -> dict:
-    """{feature row: prediction} for every feature of `data`, on every rank."""
+            rank: int = 0, world_size: int = 1, device: torch.device | None = None,
+            autocast=contextlib.nullcontext) -> dict:
+    """{feature row: prediction} for every feature of `data`, on every rank. Batches go
+    to `device` (default: where the model's parameters are); outputs come back to the CPU
+    before they become predictions."""
+    device = device or next(model.parameters()).device
     local = []
     per_step = batch_size * world_size
     steps = -(-len(data) // per_step) if len(data) else 0
@@ -29,10 +36,10 @@ def predict(model, kind, data: Encoded, metric: str, *, batch_size: int, pad_id:
         batch = collate(data, rows or [0], pad_id)  # keep this rank in step with the others
         for key in LABEL_KEYS:
             batch.pop(key, None)
-        with torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            outputs = model(**batch)
+        with autocast():
+            outputs = model(**move_batch(batch, device))
         if real:
-            local.extend(kind.predictions(outputs, rows, data, metric))
+            local.extend(kind.predictions(outputs_on_cpu(outputs), rows, data, metric))
     if world_size > 1:
         gathered: list = [None] * world_size
         dist.all_gather_object(gathered, local)
@@ -40,15 +47,25 @@ def predict(model, kind, data: Encoded, metric: str, *, batch_size: int, pad_id:
     return dict(local)
 
 
-def evaluate_languages(model, kind, task, examples: dict, encoded: dict, **kwargs) -> dict:
-    """{language: score} with the task's metric, plus "avg" over languages."""
+def outputs_on_cpu(outputs):
+    """The model's output tensors as fp32 on the CPU (one copy per batch)."""
+    return type(outputs)(**{key: value.detach().float().cpu()
+                            for key, value in outputs.items()
+                            if isinstance(value, torch.Tensor)})
+
+
+def evaluate_languages(backend, kind, task, examples: dict, encoded: dict, **kwargs) -> dict:
+    """{language: score} with the task's metric, plus "avg" over languages; the model is
+    `backend`'s, run on its device with its precision."""
+    model = backend.model
     was_training = model.training
     model.eval()
     scores = {}
     for language, data in encoded.items():
         if not examples[language]:
             continue
-        predicted = predict(model, kind, data, task.metric, **kwargs)
+        predicted = predict(model, kind, data, task.metric, device=backend.device,
+                            autocast=backend.autocast, **kwargs)
         scores[language] = kind.score(task, examples[language], data, predicted, language)
     if was_training:
         model.train()

@@ -10,16 +10,16 @@ from pathlib import Path
 import torch.distributed as dist
 
 
-def export_pretrained(setup, tokenizer, directory: Path, *, rank: int) -> None:
+def export_pretrained(backend, tokenizer, directory: Path, *, rank: int) -> None:
     """Gather full parameters (a collective: call on every rank), then rank 0 writes
     `save_pretrained` output into `directory`, replacing it atomically."""
-    parameters = setup.full_parameters()
+    parameters = backend.full_parameters()
     if rank == 0:
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
         try:
-            setup.module.save_pretrained(staging, state_dict=parameters)
+            backend.module.save_pretrained(staging, state_dict=parameters)
             tokenizer.save_pretrained(staging)
             if directory.exists():
                 shutil.rmtree(directory)

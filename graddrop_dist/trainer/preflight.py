@@ -26,16 +26,20 @@ def check_output_dir(config: JobConfig, rank: int) -> None:
                          f"output.min_free_gb={config.output.min_free_gb}")
 
 
-def check_ds_config(config: JobConfig, world_size: int) -> None:
-    if config.backend.name != "deepspeed":
-        return
-    from graddrop_dist.trainer.loop import deepspeed_owned_values
-    from graddrop_dist.ds_config import load_ds_config
+def check_backend(config: JobConfig, world_size: int, device) -> None:
+    """What the backend can check alone (DeepSpeed: its JSON, filled from the trainer)."""
+    from graddrop_dist.parallel import backend_class
+    from graddrop_dist.trainer.loop import train_settings
 
-    load_ds_config(config.backend.ds_config, deepspeed_owned_values(config, world_size),
-                   client_optimizer=True)
+    backend = backend_class(config.backend.name)
+    if world_size > 1 and not backend.distributed:
+        raise ValueError(f"backend.name: {backend.name} runs one process, but {world_size} "
+                         "ranks were started; pick a backend that runs several")
+    # The run's length is known once the data is encoded (0 stands in for it here).
+    backend.preflight(settings=train_settings(config, total_steps=0), device=device,
+                      world_size=world_size, **backend.options_from(config.backend))
 
 
-def preflight(config: JobConfig, *, rank: int, world_size: int) -> None:
+def preflight(config: JobConfig, *, rank: int, world_size: int, device) -> None:
     check_output_dir(config, rank)
-    check_ds_config(config, world_size)
+    check_backend(config, world_size, device)

@@ -8,8 +8,7 @@ import json
 import torch
 
 from graddrop_dist import GradDrop
-from graddrop_dist.backends.wrap import TrainingSetup, wrap
-from graddrop_dist.ds_config import load_ds_config
+from graddrop_dist.parallel import Backend, TrainSettings, wrap
 from scenario import (ACCUM, DS_CONFIGS, MaskRecorder, graddrop_config, micro_batches,
                       new_model, new_optimizer)
 
@@ -31,22 +30,19 @@ def _layer_class():
     return XLMRobertaLayer
 
 
-def setup(name: str, world_size: int) -> TrainingSetup:
+def setup(name: str, world_size: int, precision: str = "fp32") -> Backend:
     if name.endswith("-compact"):  # the same setup: compaction is a GradDropConfig option
-        return setup(name.removesuffix("-compact"), world_size)
+        return setup(name.removesuffix("-compact"), world_size, precision)
     model = new_model()
+    micro = micro_batches(0, world_size)[0][0]["input_ids"].shape[0]
     common = dict(make_optimizer=new_optimizer, layer_classes=(_layer_class(),),
-                  accumulation=ACCUM)
+                  settings=TrainSettings(micro_batch_size=micro, accumulation=ACCUM,
+                                         precision=precision))
     if name in _FSDP1:
         strategy, orig = _FSDP1[name]
-        return wrap(model, "fsdp1", fsdp1_strategy=strategy, fsdp1_use_orig_params=orig,
-                    **common)
+        return wrap(model, "fsdp1", fsdp1_strategy=strategy, use_orig_params=orig, **common)
     if name.startswith("zero"):
-        micro = micro_batches(0, world_size)[0][0]["input_ids"].shape[0]
-        config = load_ds_config(DS_CONFIGS / f"{name}.json", {
-            "train_micro_batch_size_per_gpu": micro, "gradient_accumulation_steps": ACCUM,
-            "gradient_clipping": 0.0, "bf16.enabled": False}, client_optimizer=True)
-        return wrap(model, "deepspeed", ds_config=config, **common)
+        return wrap(model, "deepspeed", ds_config=DS_CONFIGS / f"{name}.json", **common)
     if name == "ddp-tensor-hooks":
         from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
@@ -56,8 +52,8 @@ def setup(name: str, world_size: int) -> TrainingSetup:
     return wrap(model, name, **common)
 
 
-def attach(run: TrainingSetup, graddrop: GradDrop) -> GradDrop:
-    return graddrop.attach(run.model, run.graddrop_optimizer(), steps_per_epoch=1)
+def attach(run: Backend, graddrop: GradDrop) -> GradDrop:
+    return run.attach(graddrop, steps_per_epoch=1)
 
 
 def train_cases(rank, world_size, backend, cases, sabotage=None, verify_every=0):

@@ -9,7 +9,7 @@ import torch
 from backend_runs import attach, setup, train_cases
 from graddrop_dist import GradDrop
 from graddrop_dist.backends.agreement import RankDisagreement
-from graddrop_dist.testing import DistributedTest, RankFailure
+from graddrop_dist.testing import DistributedTest
 from scenario import MASKED_CASES, graddrop_config
 
 
@@ -83,17 +83,6 @@ class TestPeriodicVerification(DistributedTest):
     def test_agreeing_ranks_pass_every_check(self):
         results = self.run(train_cases, "ddp", [MASKED_CASES[0]], None, 1)
         assert len(results) == 2
-
-
-def fsdp2_on_one_rank(rank, world_size):
-    attach(setup("fsdp2", world_size), GradDrop(graddrop_config(dict(method="graddrop"))))
-
-
-@pytest.mark.distributed
-class TestUnsupportedSetups(DistributedTest):
-    def test_fsdp2_on_a_single_rank_is_refused_clearly(self):
-        with pytest.raises(RankFailure, match="shard group of >= 2 ranks"):
-            self.run(fsdp2_on_one_rank, world_size=1)
 
 
 def test_nested_wrapper_is_refused():

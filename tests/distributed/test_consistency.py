@@ -51,7 +51,7 @@ class TestWorldSizeInvariance(DistributedTest):
 
     @pytest.mark.parametrize("backend,world_size", [
         ("ddp", 1), ("ddp", 4), ("ddp-compact", 4), ("fsdp1-full", 1), ("fsdp1-full", 4),
-        ("fsdp1-full-compact", 4), ("fsdp1-no-shard-compact", 4), ("fsdp2", 4),
+        ("fsdp1-full-compact", 4), ("fsdp1-no-shard-compact", 4), ("fsdp2", 1), ("fsdp2", 4),
         ("fsdp2-compact", 4),
         ("zero3", 1), ("zero3", 4)])
     def test_one_two_and_four_ranks_agree(self, backend, world_size):

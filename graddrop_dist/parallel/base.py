@@ -1,0 +1,291 @@
+"""The backend contract, and the way most backends fulfil it.
+
+A backend owns what differs between one process, DDP, FSDP and DeepSpeed: wrapping the
+model on its device, one optimizer step over micro-batches (accumulation without
+synchronisation, autocast, loss scaling, clipping after masking, the non-finite policy),
+the full parameters for export, checkpoints (and whether they load on another world
+size), and the GradDrop adapter that masks its gradients before the reduction. Subclasses
+override only what differs: `wrap`, `no_sync`, `make_scaler`, `grad_norm`,
+`full_parameters`, the checkpoint methods.
+
+Loss scaling commutes with the mask: the mask multiplies each element by 0 or a constant
+that depends only on (seed, step, name, index), never on the value, so masking the scaled
+gradient and unscaling it gives the masked unscaled gradient, and the kept positions are
+the ones an fp32 run keeps. An fp16 step whose gradients overflow never reaches the
+optimizer, so the GradDrop step (counted on optimizer steps) does not advance either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+
+from graddrop_dist.mask import canonical_name
+from graddrop_dist.parallel.device import move_batch
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+NONFINITE_POLICIES = ("skip", "stop")
+# An fp16 overflow with the loss scale already this low is a non-finite gradient, not an
+# overflow (DeepSpeed's default min_loss_scale).
+MIN_LOSS_SCALE = 1.0
+
+
+class NonFiniteGradient(ValueError):
+    """A NaN / Inf gradient under train.nonfinite=stop, or one DeepSpeed has applied."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainSettings:
+    """The trainer fields every backend honours, or refuses in one line."""
+
+    micro_batch_size: int = 1
+    accumulation: int = 1
+    precision: str = "fp32"
+    max_grad_norm: float = 0.0  # clipping after masking; 0: none
+    nonfinite: str = "skip"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    total_steps: int = 0  # linear warmup, then decay to 0 at this step; 0: constant lr
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train.precision: expected one of {', '.join(PRECISIONS)}, "
+                             f"got {self.precision!r}")
+        if self.nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"train.nonfinite: expected one of "
+                             f"{', '.join(NONFINITE_POLICIES)}, got {self.nonfinite!r}")
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return PRECISIONS[self.precision]
+
+
+def linear_schedule(optimizer, warmup_steps: int, total_steps: int):
+    """Linear warmup to the optimizer's lr, then linear decay to 0 at total_steps (the
+    formula of transformers' get_linear_schedule_with_warmup)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return float(step) / float(max(1, warmup_steps))
+        return max(0.0, float(total_steps - step) / float(max(1, total_steps - warmup_steps)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _loss(output):
+    return output.loss
+
+
+class Backend:
+    name = "abstract"
+    distributed = True  # runs under a process group (single does not)
+    can_reshard = True  # its checkpoints load on another world size
+    adapter: type | None = None  # the GradDrop adapter (graddrop_dist/backends/)
+    options: tuple[str, ...] = ()  # BackendConfig fields it reads (constructor keywords)
+    required: tuple[str, ...] = ()  # ... of which these must be set
+
+    def __init__(self, model: torch.nn.Module, *, settings: TrainSettings | None = None,
+                 device: torch.device | str | None = None, layer_classes: tuple = (),
+                 make_optimizer: Callable | None = None, **options) -> None:
+        self.settings = settings or TrainSettings()
+        self.device = torch.device(device if device is not None else "cpu")
+        self.skipped_steps = 0  # non-finite steps skipped (train.nonfinite=skip)
+        self.overflow_steps = 0  # fp16 steps skipped by the loss scaler
+        self.model, self.optimizer, self.scheduler = self.build(
+            model, tuple(layer_classes), make_optimizer, **options)
+        self.scaler = self.make_scaler() if self.settings.precision == "fp16" else None
+
+    # ------------------------------------------------------------------ configuration
+    @classmethod
+    def check_config(cls, backend_config) -> None:
+        """A BackendConfig field this backend does not read must keep its default; the
+        ones it requires must be set."""
+        for field in cls.required:
+            if not getattr(backend_config, field):
+                raise ValueError(f"backend.{field}: required when backend.name is {cls.name}")
+        for field, default in backend_config.defaults().items():
+            if field not in cls.options and getattr(backend_config, field) != default:
+                keep = "unset" if default is None else f"at {default}"
+                raise ValueError(f"backend.{field}: not used by backend.name {cls.name}; "
+                                 f"leave it {keep}, or pick a backend that reads it")
+
+    @classmethod
+    def options_from(cls, backend_config) -> dict:
+        return {field: getattr(backend_config, field) for field in cls.options}
+
+    @classmethod
+    def preflight(cls, *, settings: TrainSettings, device: torch.device, world_size: int,
+                  **options) -> None:
+        """Checks that need no process group (a bad DeepSpeed JSON, ...): one line each."""
+
+    # ------------------------------------------------------------------ building
+    def build(self, model, layer_classes, make_optimizer, **options):
+        wrapped = self.wrap(model, layer_classes, **options)
+        # Frozen (requires_grad=False) parameters get no optimizer state.
+        params = [p for p in wrapped.parameters() if p.requires_grad]
+        optimizer = (make_optimizer or self.default_optimizer)(params)
+        return wrapped, optimizer, self.default_scheduler(optimizer)
+
+    def wrap(self, model: torch.nn.Module, layer_classes: tuple) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def default_optimizer(self, params):
+        # The fused kernel is the fastest AdamW on CUDA; CPU has none.
+        return torch.optim.AdamW(params, lr=self.settings.lr,
+                                 weight_decay=self.settings.weight_decay,
+                                 fused=self.device.type == "cuda" or None)
+
+    def default_scheduler(self, optimizer):
+        if not self.settings.total_steps:
+            return None
+        return linear_schedule(optimizer, self.settings.warmup_steps,
+                               self.settings.total_steps)
+
+    def make_scaler(self):
+        return torch.amp.GradScaler(self.device.type)
+
+    @property
+    def module(self) -> torch.nn.Module:
+        """The user's model inside the wrapper."""
+        return self.model
+
+    @property
+    def graddrop_optimizer(self):
+        """What GradDrop counts optimizer steps on (None: the adapter counts them)."""
+        return self.optimizer
+
+    def attach(self, graddrop, *, steps_per_epoch: int | None = None):
+        return graddrop.attach(self.model, self.graddrop_optimizer,
+                               steps_per_epoch=steps_per_epoch, adapter=self.adapter)
+
+    # ------------------------------------------------------------------ one step
+    def to_device(self, batch: dict) -> dict:
+        return move_batch(batch, self.device)
+
+    def autocast(self):
+        dtype = self.settings.autocast_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def no_sync(self):
+        """Skip the gradient reduction (a micro-batch before the last one)."""
+        return contextlib.nullcontext()
+
+    def train_step(self, micro_batches, loss_fn: Callable = _loss) -> float:
+        """One optimizer step over `micro_batches` (gradient accumulation); mean loss."""
+        self.optimizer.zero_grad(set_to_none=True)
+        count = len(micro_batches)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        for index, batch in enumerate(micro_batches):
+            batch = self.to_device(batch)
+            sync = contextlib.nullcontext() if index == count - 1 else self.no_sync()
+            with sync:
+                with self.autocast():
+                    loss = loss_fn(self.model(**batch))
+                scaled = loss / count
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            total += loss.detach()
+        self._finish_step()
+        return float(total) / count
+
+    def _finish_step(self) -> None:
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        norm = self.grad_norm(self.settings.max_grad_norm or math.inf)
+        if not math.isfinite(norm):
+            # Every rank sees the same reduced norm, so every rank decides the same.
+            self._skip_step(norm)
+            return
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+
+    def _skip_step(self, norm: float) -> None:
+        """The optimizer does not step, so the GradDrop mask step does not advance."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            scale = self.scaler.get_scale()
+            self.scaler.update()  # the scale backs off
+            if scale > MIN_LOSS_SCALE:
+                self.overflow_steps += 1
+                return
+        if self.settings.nonfinite == "stop":
+            raise NonFiniteGradient(f"non-finite gradient norm ({norm}); "
+                                    "train.nonfinite=stop")
+        self.skipped_steps += 1
+
+    def grad_norm(self, max_norm: float) -> float:
+        """Clip the (masked, reduced) gradients to max_norm (inf: only measure); their
+        global L2 norm."""
+        norm = torch.nn.utils.clip_grad_norm_(
+            [p for p in self.model.parameters() if p.grad is not None], max_norm)
+        if hasattr(norm, "full_tensor"):  # FSDP2: a DTensor partial norm
+            norm = norm.full_tensor()
+        return float(norm)
+
+    def current_lr(self) -> float:
+        groups = self.optimizer.param_groups
+        return float(groups[0]["lr"]) if groups else 0.0
+
+    # ------------------------------------------------------------------ export, checkpoints
+    def full_parameters(self) -> dict[str, torch.Tensor]:
+        """Every parameter, unsharded, on the CPU, under canonical names (a collective:
+        call it on every rank)."""
+        return canonical_on_cpu(self.module.named_parameters())
+
+    def save_checkpoint(self, folder: Path) -> None:
+        """Every rank writes its part of model and optimizer (torch.distributed.checkpoint,
+        which reshards on load); rank 0 the schedule and the loss scale."""
+        import torch.distributed.checkpoint as dcp
+
+        dcp.save(self._dcp_state(), checkpoint_id=str(folder / "dcp"))
+        if _rank() == 0:
+            if self.scheduler is not None:
+                torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
+            if self.scaler is not None:
+                torch.save(self.scaler.state_dict(), folder / "grad_scaler.pt")
+
+    def load_checkpoint(self, folder: Path) -> None:
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import set_state_dict
+
+        target = self._dcp_state()
+        dcp.load(target, checkpoint_id=str(folder / "dcp"))
+        set_state_dict(self.model, self.optimizer, model_state_dict=target["model"],
+                       optim_state_dict=target["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt"))
+        if self.scaler is not None:
+            self.scaler.load_state_dict(torch.load(folder / "grad_scaler.pt"))
+
+    def _dcp_state(self) -> dict:
+        from torch.distributed.checkpoint.state_dict import get_state_dict
+
+        model_state, optimizer_state = get_state_dict(self.model, self.optimizer)
+        return {"model": model_state, "optimizer": optimizer_state}
+
+    def close(self) -> None:
+        self.model = self.optimizer = self.scheduler = self.scaler = None
+        gc.collect()
+
+
+def canonical_on_cpu(named_tensors) -> dict[str, torch.Tensor]:
+    return {canonical_name(name): tensor.detach().to("cpu", copy=True)
+            for name, tensor in named_tensors}

@@ -1,0 +1,198 @@
+"""DeepSpeed ZeRO 0-3: the engine owns the optimizer step, precision, clipping and loss
+scaling, all read from its JSON. Values the trainer also owns are filled in from it (one
+source of truth, graddrop_dist/ds_config.py); the JSON's `optimizer` and `scheduler`
+sections are honoured, and without them the trainer's AdamW (DeepSpeed's CPU Adam when
+the optimizer is offloaded, which ZeRO-Offload needs) and linear schedule are used.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from graddrop_dist.backends.deepspeed_engine import DeepSpeedAdapter
+from graddrop_dist.ds_config import fill_ds_config, read_ds_config
+from graddrop_dist.parallel.base import Backend, NonFiniteGradient, canonical_on_cpu
+from graddrop_dist.parallel.device import deepspeed_accelerator
+
+
+def owned_values(settings, world_size: int) -> dict:
+    """The DeepSpeed JSON values the trainer owns (dotted key -> value): "auto" is filled
+    in, another value is an error."""
+    return {"train_micro_batch_size_per_gpu": settings.micro_batch_size,
+            "gradient_accumulation_steps": settings.accumulation,
+            "train_batch_size": settings.micro_batch_size * settings.accumulation * world_size,
+            "gradient_clipping": settings.max_grad_norm,
+            "bf16.enabled": settings.precision == "bf16",
+            "fp16.enabled": settings.precision == "fp16",
+            "optimizer.params.lr": settings.lr,
+            "optimizer.params.weight_decay": settings.weight_decay,
+            "scheduler.params.warmup_max_lr": settings.lr}
+
+
+def schedule_values(settings) -> dict:
+    """The schedule's length: "auto" is filled in from the trainer, a number is the
+    JSON's own choice (a longer decay, a fixed warmup)."""
+    return {"scheduler.params.warmup_num_steps": settings.warmup_steps,
+            "scheduler.params.total_num_steps": settings.total_steps}
+
+
+def deepspeed_config(source: str | Path | dict, settings, world_size: int) -> dict:
+    """The filled config from a JSON file (or an already-read dict)."""
+    name = "ds_config" if isinstance(source, dict) else str(source)
+    config = copy.deepcopy(source) if isinstance(source, dict) else read_ds_config(source)
+    if not isinstance(config, dict):
+        raise ValueError(f"{name}: the top level must be a JSON object")
+    if settings.precision in ("bf16", "fp16"):  # a missing section would mean fp32
+        section = config.setdefault(settings.precision, {})
+        if isinstance(section, dict):
+            section.setdefault("enabled", "auto")
+    return fill_ds_config(config, owned_values(settings, world_size), source=name,
+                          fill_only=schedule_values(settings))
+
+
+def offloads_optimizer(config: dict) -> bool:
+    offload = (config.get("zero_optimization") or {}).get("offload_optimizer") or {}
+    return offload.get("device") in ("cpu", "nvme")
+
+
+def cpu_supports_fp16() -> bool:
+    """What DeepSpeed's CPU accelerator asks before it accepts fp16."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class DeepSpeedBackend(Backend):
+    name = "deepspeed"
+    adapter = DeepSpeedAdapter
+    can_reshard = False  # DeepSpeed's checkpoint format is tied to its world size
+    options = ("ds_config",)
+    required = ("ds_config",)
+
+    @classmethod
+    def preflight(cls, *, settings, device, world_size, ds_config) -> None:
+        deepspeed_config(ds_config, settings, world_size)
+        deepspeed_accelerator(device)
+        if settings.precision == "fp16" and device.type == "cpu" and not cpu_supports_fp16():
+            raise ValueError("train.precision: fp16 under DeepSpeed needs a GPU (DeepSpeed's "
+                             "CPU accelerator has no fp16 on this CPU); allowed on this CPU: "
+                             "fp32, bf16")
+
+    def build(self, model, layer_classes, make_optimizer, *, ds_config):
+        deepspeed_accelerator(self.device)  # before DeepSpeed picks its accelerator
+        from graddrop_dist.versions import require
+
+        require("deepspeed")
+        import deepspeed
+
+        world_size = torch.distributed.get_world_size()
+        config = deepspeed_config(ds_config, self.settings, world_size)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = None
+        if "optimizer" not in config:
+            optimizer = (make_optimizer or self._trainer_optimizer(config))(params)
+        elif make_optimizer is not None:
+            raise ValueError(f"{ds_config if not isinstance(ds_config, dict) else 'ds_config'}"
+                             ": optimizer is set in the JSON and an optimizer was passed too; "
+                             "keep one")
+        schedule = None
+        if "scheduler" not in config and self.settings.total_steps:
+            schedule = self.default_scheduler  # DeepSpeed calls it with its optimizer
+        # device_rank: the GPU this rank was given (DeepSpeed would take LOCAL_RANK).
+        args = SimpleNamespace(device_rank=self.device.index) \
+            if self.device.type == "cuda" else None
+        engine, optimizer, _, scheduler = deepspeed.initialize(
+            args=args, model=model, optimizer=optimizer, lr_scheduler=schedule, config=config,
+            model_parameters=params if optimizer is None else None)
+        if engine.device.type != self.device.type or (
+                self.device.index is not None and engine.device != self.device):
+            raise ValueError(f"train.device: DeepSpeed placed the engine on {engine.device}, "
+                             f"this rank computes on {self.device}; set DS_ACCELERATOR to "
+                             f"{deepspeed_accelerator(self.device)} before deepspeed is imported")
+        return engine, optimizer, scheduler
+
+    def _trainer_optimizer(self, config):
+        if offloads_optimizer(config):
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+            return lambda params: DeepSpeedCPUAdam(params, lr=self.settings.lr,
+                                                   weight_decay=self.settings.weight_decay,
+                                                   adamw_mode=True)
+        return self.default_optimizer
+
+    def make_scaler(self):
+        return None  # the engine scales the loss itself (the JSON's fp16 section)
+
+    def autocast(self):
+        import contextlib
+
+        return contextlib.nullcontext()  # the engine runs the module in bf16 / fp16 itself
+
+    @property
+    def module(self):
+        return self.model.module
+
+    @property
+    def graddrop_optimizer(self):
+        return None  # the adapter counts the engine's applied steps
+
+    def train_step(self, micro_batches, loss_fn=lambda output: output.loss) -> float:
+        """The engine accumulates, clips and steps at the accumulation boundary."""
+        engine = self.model
+        skipped_before = engine.skipped_steps
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        for batch in micro_batches:
+            loss = loss_fn(engine(**self.to_device(batch)))
+            engine.backward(loss)
+            engine.step()
+            total += loss.detach()
+        if engine.skipped_steps != skipped_before:
+            self._engine_skipped_step()
+        else:
+            norm = engine.get_global_grad_norm()
+            if norm is not None and not math.isfinite(float(norm)):
+                # ZeRO-0/3 in fp32 / bf16 apply the step before the norm is known.
+                raise NonFiniteGradient("non-finite gradient norm under DeepSpeed; the "
+                                        "engine applied the step, so the run stops")
+        return float(total) / len(micro_batches)
+
+    def _engine_skipped_step(self) -> None:
+        """The engine found an inf / NaN gradient and skipped the step: an fp16 overflow
+        (its loss scaler backs off, and stops the run itself at min_loss_scale), or a
+        non-finite gradient under the non-finite policy."""
+        if self.settings.precision == "fp16":
+            self.overflow_steps += 1
+        elif self.settings.nonfinite == "stop":
+            raise NonFiniteGradient("non-finite gradient norm under DeepSpeed; "
+                                    "train.nonfinite=stop")
+        else:
+            self.skipped_steps += 1
+
+    def full_parameters(self):
+        if self.model.zero_optimization_stage() == 3:
+            import deepspeed
+
+            params = list(self.module.parameters())
+            with deepspeed.zero.GatheredParameters(params):
+                return canonical_on_cpu(self.module.named_parameters())
+        return canonical_on_cpu(self.module.named_parameters())
+
+    def save_checkpoint(self, folder: Path) -> None:
+        # Model, optimizer, schedule and loss scale, in DeepSpeed's own format.
+        self.model.save_checkpoint(str(folder), tag="deepspeed")
+
+    def load_checkpoint(self, folder: Path) -> None:
+        load_path, _ = self.model.load_checkpoint(str(folder), tag="deepspeed")
+        if load_path is None:
+            raise ValueError(f"--resume: DeepSpeed found no checkpoint in {folder}")
+
+    def close(self) -> None:
+        if self.model is not None:
+            self.model.destroy()
+        super().close()

@@ -1,0 +1,38 @@
+"""FSDP1 (FullyShardedDataParallel): each encoder layer its own unit, gradients
+reduce-scattered per unit (all-reduced under NO_SHARD)."""
+
+from __future__ import annotations
+
+from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
+from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+
+from graddrop_dist.backends.fsdp1 import FSDP1Adapter
+from graddrop_dist.parallel.sharded import ShardedBackend
+
+STRATEGIES = ("FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD")
+
+
+class FSDP1Backend(ShardedBackend):
+    name = "fsdp1"
+    adapter = FSDP1Adapter
+    options = ("fsdp1_strategy",)
+
+    def wrap(self, model, layer_classes, *, fsdp1_strategy: str = "FULL_SHARD",
+             use_orig_params: bool = True):
+        if fsdp1_strategy not in STRATEGIES:
+            raise ValueError(f"backend.fsdp1_strategy: expected one of "
+                             f"{', '.join(STRATEGIES)}, got {fsdp1_strategy!r}")
+        # device_id moves the model there unit by unit (on the CPU it must be given too).
+        return FullyShardedDataParallel(
+            model, sharding_strategy=ShardingStrategy[fsdp1_strategy], device_id=self.device,
+            auto_wrap_policy=ModuleWrapPolicy(set(layer_classes)) if layer_classes else None,
+            use_orig_params=use_orig_params)
+
+    def no_sync(self):
+        return self.model.no_sync()
+
+    def grad_norm(self, max_norm: float) -> float:
+        # FSDP1's own: the norm over every rank's shard.
+        return float(self.model.clip_grad_norm_(max_norm))
+
+

@@ -1,0 +1,36 @@
+"""FSDP2 (`fully_shard`): each encoder layer its own group on a device mesh of every rank,
+gradients reduce-scattered per group."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
+
+from graddrop_dist.backends.fsdp2 import FSDP2Adapter
+from graddrop_dist.parallel.sharded import ShardedBackend
+
+
+class FSDP2Backend(ShardedBackend):
+    name = "fsdp2"
+    adapter = FSDP2Adapter
+
+    def wrap(self, model, layer_classes):
+        # The mesh's device type is this rank's device (fully_shard would otherwise pick
+        # CUDA whenever it exists, also for a CPU run).
+        mesh = init_device_mesh(self.device.type, (dist.get_world_size(),))
+        model.to(self.device)
+        for module in list(model.modules()):
+            if layer_classes and isinstance(module, layer_classes):
+                fully_shard(module, mesh=mesh)
+        return fully_shard(model, mesh=mesh)
+
+    @contextlib.contextmanager
+    def no_sync(self):
+        self.model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            self.model.set_requires_gradient_sync(True)

@@ -1,0 +1,15 @@
+"""One process: the model on its device, no wrapper, no collective."""
+
+from __future__ import annotations
+
+from graddrop_dist.backends.base import TensorHookAdapter
+from graddrop_dist.parallel.base import Backend
+
+
+class SingleBackend(Backend):
+    name = "single"
+    distributed = False
+    adapter = TensorHookAdapter
+
+    def wrap(self, model, layer_classes):
+        return model.to(self.device)
