@@ -147,9 +147,11 @@ class DeepSpeedBackend(Backend):
         engine = self.model
         skipped_before = engine.skipped_steps
         total = torch.zeros((), dtype=torch.float64, device=self.device)
-        for batch in micro_batches:
+        for index, batch in enumerate(micro_batches):
             loss = loss_fn(engine(**self.to_device(batch)))
             engine.backward(loss)
+            if index == len(micro_batches) - 1 and not self._engine_skips_nonfinite():
+                self._stop_before_a_nonfinite_step()
             engine.step()
             total += loss.detach()
         if engine.skipped_steps != skipped_before:
@@ -157,10 +159,23 @@ class DeepSpeedBackend(Backend):
         else:
             norm = engine.get_global_grad_norm()
             if norm is not None and not math.isfinite(float(norm)):
-                # ZeRO-0/3 in fp32 / bf16 apply the step before the norm is known.
                 raise NonFiniteGradient("non-finite gradient norm under DeepSpeed; the "
                                         "engine applied the step, so the run stops")
         return float(total) / len(micro_batches)
+
+    def _engine_skips_nonfinite(self) -> bool:
+        """ZeRO 1-3, and the bf16 / fp16 optimizers, skip a step whose gradients are not
+        finite; ZeRO-0 in fp32 hands them to the optimizer."""
+        return self.model.zero_optimization_stage() > 0 or self.settings.precision != "fp32"
+
+    def _stop_before_a_nonfinite_step(self) -> None:
+        # ZeRO-0 has all-reduced the full gradients by now: every rank decides the same.
+        grads = [p.grad for p in self.module.parameters() if p.grad is not None]
+        norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+        if not math.isfinite(norm):
+            raise NonFiniteGradient(f"non-finite gradient norm ({norm}) under DeepSpeed "
+                                    "ZeRO-0 in fp32, which cannot skip a step; the run stops "
+                                    "before the step is applied")
 
     def _engine_skipped_step(self) -> None:
         """The engine found an inf / NaN gradient and skipped the step: an fp16 overflow

@@ -100,8 +100,8 @@ class TrainConfig:
     nonfinite: Literal["skip", "stop"] = "skip"
     """A NaN / Inf gradient: skip that optimizer step (counted in results.json) or stop
     with an error. An fp16 overflow is skipped by the loss scaler either way (counted
-    apart) until the scale is down to 1. DeepSpeed ZeRO-0/3 in fp32 / bf16 apply the step
-    before the norm is known: they always stop."""
+    apart) until the scale is down to 1. DeepSpeed ZeRO-0 in fp32 cannot skip a step: it
+    always stops, before the step is applied."""
 
     def __post_init__(self) -> None:
         for name in ("epochs", "micro_batch_size", "gradient_accumulation", "eval_batch_size"):

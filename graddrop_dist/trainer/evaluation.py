@@ -20,12 +20,14 @@ from graddrop_dist.trainer.kinds import LABEL_KEYS
 
 @torch.no_grad()
 def predict(model, kind, data: Encoded, metric: str, *, batch_size: int, pad_id: int,
-            rank: int = 0, world_size: int = 1, device: torch.device | None = None,
+            rank: int = 0, world_size: int = 1, to_device=None,
             autocast=contextlib.nullcontext) -> dict:
-    """{feature row: prediction} for every feature of `data`, on every rank. Batches go
-    to `device` (default: where the model's parameters are); outputs come back to the CPU
-    before they become predictions."""
-    device = device or next(model.parameters()).device
+    """{feature row: prediction} for every feature of `data`, on every rank. `to_device`
+    moves a batch where the model computes (default: to its parameters' device); outputs
+    come back to the CPU before they become predictions."""
+    if to_device is None:
+        device = next(model.parameters()).device
+        to_device = lambda batch: move_batch(batch, device)  # noqa: E731
     local = []
     per_step = batch_size * world_size
     steps = -(-len(data) // per_step) if len(data) else 0
@@ -37,7 +39,7 @@ def predict(model, kind, data: Encoded, metric: str, *, batch_size: int, pad_id:
         for key in LABEL_KEYS:
             batch.pop(key, None)
         with autocast():
-            outputs = model(**move_batch(batch, device))
+            outputs = model(**to_device(batch))
         if real:
             local.extend(kind.predictions(outputs_on_cpu(outputs), rows, data, metric))
     if world_size > 1:
@@ -64,7 +66,7 @@ def evaluate_languages(backend, kind, task, examples: dict, encoded: dict, **kwa
     for language, data in encoded.items():
         if not examples[language]:
             continue
-        predicted = predict(model, kind, data, task.metric, device=backend.device,
+        predicted = predict(model, kind, data, task.metric, to_device=backend.to_device,
                             autocast=backend.autocast, **kwargs)
         scores[language] = kind.score(task, examples[language], data, predicted, language)
     if was_training:
