@@ -60,6 +60,19 @@ def offloads_optimizer(config: dict) -> bool:
     return offload.get("device") in ("cpu", "nvme")
 
 
+def check_offload_optimizer(optimizer, config: dict, source: str) -> None:
+    """ZeRO-Offload steps the optimizer on the CPU, with DeepSpeed's CPU Adam unless the
+    JSON says zero_force_ds_cpu_optimizer: false."""
+    if not offloads_optimizer(config) or not config.get("zero_force_ds_cpu_optimizer", True):
+        return
+    from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+    if not isinstance(optimizer, DeepSpeedCPUAdam):
+        raise ValueError(f"{source}: zero_optimization.offload_optimizer needs DeepSpeed's CPU "
+                         f"Adam, got {type(optimizer).__name__}; pass no optimizer (the "
+                         "trainer builds it), or set zero_force_ds_cpu_optimizer: false")
+
+
 def cpu_supports_fp16() -> bool:
     """What DeepSpeed's CPU accelerator asks before it accepts fp16."""
     try:
@@ -94,13 +107,14 @@ class DeepSpeedBackend(Backend):
         world_size = torch.distributed.get_world_size()
         config = deepspeed_config(ds_config, self.settings, world_size)
         params = [p for p in model.parameters() if p.requires_grad]
+        source = "ds_config" if isinstance(ds_config, dict) else str(ds_config)
         optimizer = None
         if "optimizer" not in config:
             optimizer = (make_optimizer or self._trainer_optimizer(config))(params)
+            check_offload_optimizer(optimizer, config, source)
         elif make_optimizer is not None:
-            raise ValueError(f"{ds_config if not isinstance(ds_config, dict) else 'ds_config'}"
-                             ": optimizer is set in the JSON and an optimizer was passed too; "
-                             "keep one")
+            raise ValueError(f"{source}: optimizer is set in the JSON and an optimizer was "
+                             "passed too; keep one")
         schedule = None
         if "scheduler" not in config and self.settings.total_steps:
             schedule = self.default_scheduler  # DeepSpeed calls it with its optimizer
