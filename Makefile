@@ -18,7 +18,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-all bench study clean
+.PHONY: setup demo test test-all bench gpu-check study clean
 
 setup: $(STAMP)
 
@@ -54,6 +54,13 @@ bench: $(STAMP)
 	$(PY) benchmarks/backend_overhead.py --compact --backends ddp,fsdp1,fsdp2
 	$(PY) benchmarks/peak_memory.py
 	$(PY) benchmarks/communication_bytes.py
+
+# Everything that needs a CUDA GPU, under 5 minutes on one (benchmarks/gpu_check.py): the
+# mask kernel's bits and throughput, the main job on every backend in bf16 and fp16 under
+# NCCL, XLM-R-Large under ZeRO-3 with and without GradDrop; figures in runs/gpu_check.json.
+# Exits 2 on a machine without a GPU.
+gpu-check: $(STAMP)
+	OMP_NUM_THREADS=8 $(PY) benchmarks/gpu_check.py --out runs/gpu_check.json
 
 # The offline study (docs/study/): 30 fine-tuning runs, two at a time, resumable.
 study: $(STAMP)

@@ -1,147 +1,114 @@
-"""On one CUDA GPU, in under 5 minutes: the Triton mask kernel's bit equality with the CPU
-reference, its throughput against the card's copy bandwidth, and one XLM-R-Large-sized
-(random init) training step with and without GradDrop.
+"""`make gpu-check`: everything that needs a CUDA GPU, in one script (under 5 minutes on one
+GPU).
 
-    python benchmarks/gpu_check.py [--numel 268435456] [--steps 5]
+1. The CUDA mask kernel's bits equal the CPU reference (benchmarks/gpu_kernel.py).
+2. Its throughput as a ratio of the card's device-to-device copy (goal >= 0.8).
+3. The main job (configs/offline_demo.yaml) for 10 steps on CUDA with every backend at world
+   size 1 under NCCL (single, DDP, FSDP1, FSDP2, ZeRO-1/2/3, ZeRO-3 offload), in bf16 and
+   fp16 (benchmarks/backend_matrix.py).
+4. XLM-R-Large (real architecture, random weights) under ZeRO-3: step time and peak GPU
+   memory with GradDrop over without (goals <= 1.03, <= 1.02; benchmarks/large_model.py).
 
-Prints a table of ratios (goal, issue 8: mask throughput >= 0.8 of a copy; step time with
-GradDrop <= 1.05 of without) and exits 1 if a bit differs. Needs torch with CUDA and triton.
+    python benchmarks/gpu_check.py [--out runs/gpu_check.json] [--skip-large]
+
+Prints each part as it finishes, writes every figure to --out, and exits 1 when a bit
+differs or a backend run fails (goals missed are reported, not fatal), 2 without a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
+import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
-from graddrop_dist.mask import mask_key, reference_keep_mask, reference_mask_gradient
-from graddrop_dist.mask.counter_hash import rescale_factor
-from graddrop_dist.mask.triton_kernel import triton_available, triton_keep, triton_mask
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+ROOT = Path(__file__).resolve().parents[1]
+GOALS = {"mask throughput / copy": ">= 0.8", "step time ratio": "<= 1.03",
+         "peak memory ratio": "<= 1.02"}
 
 
-def check_bits() -> list[str]:
-    """Triton on the GPU vs the reference on the CPU, every dtype, offsets past 2**32."""
-    failures = []
-    generator = torch.Generator().manual_seed(0)
-    for dtype in (torch.float32, torch.bfloat16, torch.float16):
-        for rate, rescale in ((0.5, False), (0.3, True), (0.9, True)):
-            for offset, block in ((0, 1), (2**32 - 1000, 1), (3 * 2**40 + 5, 1), (0, 1024),
-                                  (2**33, 4096)):
-                grad = torch.randn(1 << 20, generator=generator).to(dtype)
-                common = dict(seed=12345, stream=77, name="roberta.encoder.layer.3.w",
-                              drop_rate=rate)
-                key = mask_key(**common)
-                expected = reference_mask_gradient(grad, rescale=rescale, offset=offset,
-                                                   block=block, **common)
-                got = triton_mask(grad.cuda(), torch.empty_like(grad, device="cuda"), key,
-                                  offset=offset, block=block,
-                                  scale=rescale_factor(rate, rescale)).cpu()
-                keep = triton_keep(grad.numel(), key, offset=offset, block=block,
-                                   device=torch.device("cuda")).cpu()
-                same = torch.equal(got.view(torch.uint8), expected.view(torch.uint8)) and \
-                    torch.equal(keep, reference_keep_mask(grad.numel(), offset=offset,
-                                                          block=block, **common))
-                if not same:
-                    failures.append(f"{dtype} p={rate} rescale={rescale} offset={offset} "
-                                    f"block={block}")
-    return failures
+def start_process_group() -> torch.device:
+    """World size 1 under NCCL on GPU 0: what every backend needs to wrap."""
+    import torch.distributed as dist
+
+    from graddrop_dist.parallel.device import bind, resolve_device
+
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29555")
+    device = resolve_device("cuda", local_rank=0)
+    bind(device)
+    dist.init_process_group("nccl", device_id=device)
+    return device
 
 
-def cuda_median(fn, repeats: int = 20) -> float:
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(stop) / 1e3)
-    return statistics.median(times)
+def kernel_part(report: dict, numel: int) -> bool:
+    from gpu_kernel import check_bits, throughput
+
+    failures = check_bits()
+    report["bits"] = failures or "all equal"
+    print(f"bits, CUDA kernel vs CPU reference: {report['bits']}", flush=True)
+    rows = throughput(numel)
+    report["throughput"] = {}
+    for name, seconds, rate in rows:
+        copy = next(r for n, _, r in rows if n == "copy " + name.split()[-1])
+        report["throughput"][name] = {"ms": seconds * 1e3, "GB/s": rate / 1e9,
+                                      "x copy": rate / copy}
+        print(f"  {name:28s} {seconds * 1e3:8.3f} ms {rate / 1e9:7.1f} GB/s "
+              f"{rate / copy:.3f} x copy", flush=True)
+    return not failures
 
 
-def throughput(numel: int) -> list[tuple[str, float, float]]:
-    """(path, seconds, bytes moved / s): read + write of the gradient for each path."""
-    rows = []
-    for dtype in (torch.float32, torch.bfloat16):
-        grad = torch.randn(numel, device="cuda").to(dtype)
-        out = torch.empty_like(grad)
-        key = mask_key(seed=1, stream=2, name="w", drop_rate=0.5)
-        moved = 2 * grad.numel() * grad.element_size()
-        copy = cuda_median(lambda: out.copy_(grad))
-        mask = cuda_median(lambda: triton_mask(grad, grad, key, offset=0, block=1, scale=1.0))
-        rescaled = cuda_median(lambda: triton_mask(grad, grad, key, offset=0, block=1,
-                                                   scale=2.0))
-        rows += [(f"copy {dtype}", copy, moved / copy),
-                 (f"mask in place {dtype}", mask, moved / mask),
-                 (f"mask + rescale {dtype}", rescaled, moved / rescaled)]
-    return rows
+def matrix_part(report: dict, steps: int) -> bool:
+    import yaml
 
+    from backend_matrix import BACKENDS, run_matrix
 
-def large_step(steps: int) -> tuple[float, float, float]:
-    """Median step time of XLM-R-Large (random init, 560M parameters, bf16 autocast),
-    batch 8 x 256, AdamW: before, with GradDrop (p=0.5, every tensor but the head), after."""
-    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
-
-    from graddrop_dist import GradDrop, GradDropConfig
-
-    torch.manual_seed(0)
-    config = XLMRobertaConfig(vocab_size=250002, hidden_size=1024, num_hidden_layers=24,
-                              num_attention_heads=16, intermediate_size=4096,
-                              max_position_embeddings=514, num_labels=3)
-    model = XLMRobertaForSequenceClassification(config).cuda()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
-    batch = {"input_ids": torch.randint(3, 250002, (8, 256), device="cuda"),
-             "labels": torch.randint(0, 3, (8,), device="cuda")}
-
-    def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    def median_step():
-        return cuda_median(step, repeats=steps)
-
-    before = median_step()
-    graddrop = GradDrop(GradDropConfig(method="graddrop", drop_rate=0.5)).attach(
-        model, optimizer)
-    masked = median_step()
-    graddrop.detach()
-    after = median_step()
-    return before, masked, after
+    base = yaml.safe_load((ROOT / "configs" / "offline_demo.yaml").read_text())
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as folder:
+        rows = run_matrix(base, torch.device("cuda", 0), list(BACKENDS), ["bf16", "fp16"],
+                          steps, Path(folder))
+    report["backends"] = rows
+    return all(row["ok"] for row in rows)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "runs" / "gpu_check.json"))
     parser.add_argument("--numel", type=int, default=256 * 2**20)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--pairs", type=int, default=6)
+    parser.add_argument("--skip-large", action="store_true")
     args = parser.parse_args(argv)
+    from graddrop_dist.mask.triton_kernel import triton_available
+
     if not torch.cuda.is_available() or not triton_available():
-        print("gpu_check: needs a CUDA GPU and triton", file=sys.stderr)
+        print("gpu_check: needs a CUDA GPU and triton (torch sees none here)", file=sys.stderr)
         return 2
     begin = time.monotonic()
-    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
-    failures = check_bits()
-    print(f"bit equality Triton (GPU) vs reference (CPU): "
-          f"{'all equal' if not failures else 'DIFFERENT: ' + '; '.join(failures)}")
-    rows = throughput(args.numel)
-    print(f"\n{args.numel:,} elements | median ms | GB/s | x copy throughput")
-    for name, seconds, rate in rows:
-        copy = next(r for n, _, r in rows if n == "copy " + name.split()[-1])
-        print(f"{name:28s} | {seconds * 1e3:8.3f} | {rate / 1e9:7.1f} | {rate / copy:.3f}")
-    before, masked, after = large_step(args.steps)
-    baseline = (before + after) / 2
-    print(f"\nXLM-R-Large step (bf16 autocast, batch 8 x 256, AdamW): without "
-          f"{baseline * 1e3:.1f} ms, with GradDrop {masked * 1e3:.1f} ms, ratio "
-          f"{masked / baseline:.3f}")
-    print(f"total {time.monotonic() - begin:.0f} s")
-    return 1 if failures else 0
+    device = start_process_group()
+    report = {"card": torch.cuda.get_device_name(device), "torch": torch.__version__,
+              "cuda": torch.version.cuda, "goals": GOALS}
+    print(f"{report['card']}, torch {report['torch']}, CUDA {report['cuda']}", flush=True)
+    passed = kernel_part(report, args.numel)
+    passed = matrix_part(report, args.steps) and passed
+    if not args.skip_large:
+        from large_model import measure
+
+        report["xlm_r_large_zero3"] = measure(device, pairs=args.pairs)
+        print(f"XLM-R-Large ZeRO-3 bf16: {report['xlm_r_large_zero3']}", flush=True)
+    report["seconds"] = round(time.monotonic() - begin)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1, default=str))
+    print(f"{'passed' if passed else 'FAILED'} in {report['seconds']} s; figures in {args.out}")
+    torch.distributed.destroy_process_group()
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -51,11 +51,20 @@ class Kept:
         return cls(length, scale, draw=draw, graddrop=graddrop)
 
     def elements(self, device) -> torch.Tensor:
-        """One keep bit per element of the span (drawn on first use)."""
+        """One keep bit per element of the span (drawn on first use), on `device` (None:
+        wherever they were drawn)."""
         if self._elements is None:
             self._elements = self.graddrop.keep_bits(self.draw["name"], self.draw["offset"],
                                                      self.length, device=device)
+        if device is not None and self._elements.device != torch.device(device):
+            self._elements = self._elements.to(device)
         return self._elements
+
+    def block_indices(self, device) -> torch.Tensor:
+        """The kept blocks' indices, on the device of the span they index (a GPU's)."""
+        if self.blocks.device != device:
+            self.blocks = self.blocks.to(device)
+        return self.blocks
 
     @property
     def count(self) -> int:
@@ -79,7 +88,8 @@ class Kept:
             if self.draw is not None:  # not a CPU fp32 / bf16 span: select by keep bits
                 values = span[self.elements(span.device)]
             elif self.blocks is not None:
-                values = span.view(-1, self.block).index_select(0, self.blocks).view(-1)
+                values = span.view(-1, self.block).index_select(
+                    0, self.block_indices(span.device)).view(-1)
             else:
                 values = span
             count = values.numel()
@@ -99,7 +109,8 @@ class Kept:
                 span.masked_scatter_(self.elements(span.device), values)
         else:
             span.zero_()
-            span.view(-1, self.block).index_copy_(0, self.blocks, values.view(-1, self.block))
+            span.view(-1, self.block).index_copy_(0, self.block_indices(span.device),
+                                                  values.view(-1, self.block))
 
 
 def padding(length: int) -> Kept:

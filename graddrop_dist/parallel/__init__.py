@@ -15,7 +15,8 @@
 
 from __future__ import annotations
 
-from graddrop_dist.parallel.base import Backend, NonFiniteGradient, TrainSettings
+from graddrop_dist.parallel.base import Backend, NonFiniteGradient
+from graddrop_dist.parallel.settings import TrainSettings
 from graddrop_dist.parallel.registry import BACKEND_NAMES, backend_class
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -29,9 +28,8 @@ import torch.distributed as dist
 
 from graddrop_dist.mask import canonical_name
 from graddrop_dist.parallel.device import move_batch
+from graddrop_dist.parallel.settings import TrainSettings
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-NONFINITE_POLICIES = ("skip", "stop")
 # An fp16 overflow with the loss scale already this low is a non-finite gradient, not an
 # overflow (DeepSpeed's default min_loss_scale).
 MIN_LOSS_SCALE = 1.0
@@ -39,33 +37,6 @@ MIN_LOSS_SCALE = 1.0
 
 class NonFiniteGradient(ValueError):
     """A NaN / Inf gradient under train.nonfinite=stop, or one DeepSpeed has applied."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainSettings:
-    """The trainer fields every backend honours, or refuses in one line."""
-
-    micro_batch_size: int = 1
-    accumulation: int = 1
-    precision: str = "fp32"
-    max_grad_norm: float = 0.0  # clipping after masking; 0: none
-    nonfinite: str = "skip"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    total_steps: int = 0  # linear warmup, then decay to 0 at this step; 0: constant lr
-
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"train.precision: expected one of {', '.join(PRECISIONS)}, "
-                             f"got {self.precision!r}")
-        if self.nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(f"train.nonfinite: expected one of "
-                             f"{', '.join(NONFINITE_POLICIES)}, got {self.nonfinite!r}")
-
-    @property
-    def autocast_dtype(self) -> torch.dtype | None:
-        return PRECISIONS[self.precision]
 
 
 def linear_schedule(optimizer, warmup_steps: int, total_steps: int):

@@ -10,6 +10,11 @@ from graddrop_dist.tasks.xglue import XGLUE, load_xglue_local
 TASKS = ["chatterbot-topics", *(f"xglue-{name}" for name in XGLUE)]
 
 
+def reads_the_hub(name: str, data_dir: str | None) -> bool:
+    """Whether load_task would download (an XGLUE task without a release on disk)."""
+    return name != "chatterbot-topics" and not data_dir
+
+
 def load_task(name: str, *, split_seed: int = 13, min_examples: int = 40,
               data_dir: str | None = None, hub_id: str = "microsoft/xglue") -> TaskData:
     """The offline task, or an XGLUE task from `data_dir` (the release on disk) or, when no
@@ -26,4 +31,5 @@ def load_task(name: str, *, split_seed: int = 13, min_examples: int = 40,
     raise ValueError(f"task.name: expected one of {', '.join(TASKS)}, got {name!r}")
 
 
-__all__ = ["Example", "QAExample", "TASKS", "TaskData", "TokenExample", "load_task"]
+__all__ = ["Example", "QAExample", "TASKS", "TaskData", "TokenExample", "load_task",
+           "reads_the_hub"]

@@ -4,8 +4,9 @@ Layout under `<output>/checkpoints/`: `step-00000040/` (complete), `latest` (the
 the newest complete one, replaced atomically). A checkpoint is written into
 `.tmp-step-N/` by every rank (in the backend's format: DeepSpeed's own, or
 torch.distributed.checkpoint for the others), then rank 0 writes the trainer state,
-renames the folder and only then moves `latest`. A run killed at any moment leaves `latest` on the previous complete
-checkpoint; `.tmp-*` folders are never read and are swept at the next save.
+renames the folder and only then moves `latest`. A run killed at any moment leaves
+`latest` on the previous complete checkpoint; `.tmp-*` folders are never read and are
+swept at the next save.
 """
 
 from __future__ import annotations

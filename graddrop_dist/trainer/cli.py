@@ -24,7 +24,25 @@ def parse_args(argv):
     parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=2e-5")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the latest complete checkpoint in output.dir")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check config, rank, device, backend and data files, print the "
+                             "plan, and start nothing (no process group, no model)")
     return parser.parse_args(argv)
+
+
+def plan(config, info, device, task) -> str:
+    """One line: what graddrop-train would run, after every check that needs no peer."""
+    from graddrop_dist.parallel.device import collective_backend
+
+    backend = config.backend
+    data = (f"{len(task.train)} training examples, {len(task.languages)} languages"
+            if task is not None else f"read from the hub ({config.task.hub_id}) at start")
+    return (f"graddrop-train: dry run: rank {info.rank} of {info.world_size} "
+            f"({info.source}) on {device} ({collective_backend(device)}); backend "
+            f"{backend.name}{f' ({backend.ds_config})' if backend.ds_config else ''}, "
+            f"{config.train.precision}; model {config.model.name_or_path}; task "
+            f"{config.task.name}: {data}; graddrop {config.graddrop.method}; output "
+            f"{config.output.dir}; nothing started")
 
 
 def quiet_non_zero_rank() -> None:
@@ -75,13 +93,20 @@ def main(argv=None) -> int:
         config = load_job_config(args.config, args.overrides)
         info = discover_rank()
         device = resolve_device(config.train.device, local_rank=info.local_rank)
-        preflight(config, rank=info.rank, world_size=info.world_size, device=device)
+        preflight(config, rank=info.rank, world_size=info.world_size, device=device,
+                  dry_run=args.dry_run)
+        from graddrop_dist.tasks import reads_the_hub
         from graddrop_dist.trainer.loop import load_job_task
 
-        task = load_job_task(config)  # data files are checked before any process group
+        task = None  # data files are checked before any process group; a dry run does
+        if not (args.dry_run and reads_the_hub(config.task.name, config.task.data_dir)):
+            task = load_job_task(config)  # not download
     except (ConfigError, ValueError, FileNotFoundError, VersionTooOld) as error:
         print(f"graddrop-train: error: {error}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        print(plan(config, info, device, task))
+        return 0
     os.environ["GRADDROP_RANK_SOURCE"] = info.source
     if info.rank != 0:
         quiet_non_zero_rank()

@@ -15,6 +15,7 @@ import yaml
 
 from graddrop_dist.config import DEEPSPEED_COMPACT_ERROR, GradDropConfig
 from graddrop_dist.parallel.registry import BACKEND_NAMES
+from graddrop_dist.parallel.settings import TrainSettings
 from graddrop_dist.typed_config import typed_config
 
 OFFLINE_MODEL = "offline:multilingual-e5-small"
@@ -179,6 +180,17 @@ class JobConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name).to_dict() for name in SECTIONS}
+
+    def train_settings(self, total_steps: int) -> TrainSettings:
+        """The trainer fields every backend honours, for a run of `total_steps` steps."""
+        train = self.train
+        return TrainSettings(micro_batch_size=train.micro_batch_size,
+                             accumulation=train.gradient_accumulation,
+                             precision=train.precision, max_grad_norm=train.max_grad_norm,
+                             nonfinite=train.nonfinite, lr=train.lr,
+                             weight_decay=train.weight_decay,
+                             warmup_steps=int(train.warmup_ratio * total_steps),
+                             total_steps=total_steps)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobConfig:

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from graddrop_dist import GradDrop
-from graddrop_dist.parallel import TrainSettings, backend_class
+from graddrop_dist.parallel import backend_class
 from graddrop_dist.parallel.device import resolve_device
 from graddrop_dist.tasks import load_task
 from graddrop_dist.trainer.checkpoint import Checkpointer
@@ -29,6 +29,7 @@ from graddrop_dist.trainer.export import export_pretrained
 from graddrop_dist.trainer.faults import fault_loss, inject_fault
 from graddrop_dist.trainer.rank_checks import agree_on_job, write_rank_record
 from graddrop_dist.trainer.reporting import MetricsLog, results_table, write_results
+from graddrop_dist.versions import require
 
 _LAYER_PATH = re.compile(r".*encoder\.layers?\.\d+")
 
@@ -42,6 +43,7 @@ def model_source(config: JobConfig) -> str:
 
 
 def build_model(config: JobConfig, kind, task, source: str):
+    require("transformers")
     from transformers import AutoTokenizer
 
     torch.manual_seed(config.train.seed)  # the new head starts the same on every rank
@@ -57,21 +59,10 @@ def layer_classes(model) -> tuple[type, ...]:
     return tuple({type(m) for n, m in model.named_modules() if _LAYER_PATH.fullmatch(n)})
 
 
-def train_settings(config: JobConfig, total_steps: int) -> TrainSettings:
-    """The trainer fields every backend honours."""
-    train = config.train
-    return TrainSettings(micro_batch_size=train.micro_batch_size,
-                         accumulation=train.gradient_accumulation, precision=train.precision,
-                         max_grad_norm=train.max_grad_norm, nonfinite=train.nonfinite,
-                         lr=train.lr, weight_decay=train.weight_decay,
-                         warmup_steps=int(train.warmup_ratio * total_steps),
-                         total_steps=total_steps)
-
-
 def build_backend(config: JobConfig, model, total_steps: int, device):
     """The model wrapped on `device` by the backend the config names."""
     backend = backend_class(config.backend.name)
-    return backend(model, settings=train_settings(config, total_steps), device=device,
+    return backend(model, settings=config.train_settings(total_steps), device=device,
                    layer_classes=layer_classes(model), **backend.options_from(config.backend))
 
 

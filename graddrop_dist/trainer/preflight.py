@@ -10,17 +10,26 @@ from pathlib import Path
 from graddrop_dist.trainer.config import JobConfig
 
 
-def check_output_dir(config: JobConfig, rank: int) -> None:
+def check_output_dir(config: JobConfig, rank: int, *, create: bool = True) -> None:
+    """output.dir is writable and has room; create=False (a dry run) leaves no trace: the
+    nearest existing folder on its path must be writable instead."""
     output = Path(config.output.dir)
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        probe = output / f".write-probe-rank{rank}-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as error:
-        raise ValueError(f"output.dir: cannot write to {output} ({error.strerror or error})") \
-            from None
-    free_gb = shutil.disk_usage(output).free / 2**30
+    if not create:
+        existing = next(p for p in (output, *output.parents) if p.exists())
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ValueError(f"output.dir: cannot write to {output} ({existing} is not "
+                             "writable)")
+    else:
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+            probe = output / f".write-probe-rank{rank}-{os.getpid()}"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as error:
+            raise ValueError(f"output.dir: cannot write to {output} "
+                             f"({error.strerror or error})") from None
+        existing = output
+    free_gb = shutil.disk_usage(existing).free / 2**30
     if free_gb < config.output.min_free_gb:
         raise ValueError(f"output.dir: {output} has {free_gb:.2f} GiB free, less than "
                          f"output.min_free_gb={config.output.min_free_gb}")
@@ -29,17 +38,17 @@ def check_output_dir(config: JobConfig, rank: int) -> None:
 def check_backend(config: JobConfig, world_size: int, device) -> None:
     """What the backend can check alone (DeepSpeed: its JSON, filled from the trainer)."""
     from graddrop_dist.parallel import backend_class
-    from graddrop_dist.trainer.loop import train_settings
 
     backend = backend_class(config.backend.name)
     if world_size > 1 and not backend.distributed:
         raise ValueError(f"backend.name: {backend.name} runs one process, but {world_size} "
                          "ranks were started; pick a backend that runs several")
     # The run's length is known once the data is encoded (0 stands in for it here).
-    backend.preflight(settings=train_settings(config, total_steps=0), device=device,
+    backend.preflight(settings=config.train_settings(total_steps=0), device=device,
                       world_size=world_size, **backend.options_from(config.backend))
 
 
-def preflight(config: JobConfig, *, rank: int, world_size: int, device) -> None:
-    check_output_dir(config, rank)
+def preflight(config: JobConfig, *, rank: int, world_size: int, device,
+              dry_run: bool = False) -> None:
+    check_output_dir(config, rank, create=not dry_run)
     check_backend(config, world_size, device)

@@ -18,7 +18,9 @@ from graddrop_dist.trainer.config import JobConfig
 DS_CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "ds_configs")
 BACKENDS = {"ddp": {"name": "ddp"}, "fsdp1": {"name": "fsdp1"}, "fsdp2": {"name": "fsdp2"},
             "zero2": {"name": "deepspeed", "ds_config": f"{DS_CONFIGS}/zero2.json"},
-            "zero3": {"name": "deepspeed", "ds_config": f"{DS_CONFIGS}/zero3.json"}}
+            "zero3": {"name": "deepspeed", "ds_config": f"{DS_CONFIGS}/zero3.json"},
+            "zero3_offload": {"name": "deepspeed",
+                              "ds_config": f"{DS_CONFIGS}/zero3_offload.json"}}
 
 
 class PlacementProbe:

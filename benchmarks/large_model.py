@@ -1,0 +1,81 @@
+"""XLM-R-Large (the real architecture from configs/models/xlm-roberta-large.json, random
+weights) under DeepSpeed ZeRO-3 in bf16: step time and peak memory with GradDrop over
+without, measured in pairs on the same engine (GradDrop attached for one step, detached
+for the next), so drift in the machine's load lands in both. Goals on one GPU: step time
+<= 1.03, peak memory <= 1.02. Part of `make gpu-check`; the tests run it on the CPU with a
+tiny config."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from graddrop_dist import GradDrop, GradDropConfig
+from graddrop_dist.parallel import TrainSettings, wrap
+
+ROOT = Path(__file__).resolve().parents[1]
+LARGE = ROOT / "configs" / "models" / "xlm-roberta-large.json"
+
+
+def build(config_path: Path, device: torch.device, batch: int, length: int):
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+    from transformers.models.xlm_roberta.modeling_xlm_roberta import XLMRobertaLayer
+
+    config = XLMRobertaConfig.from_json_file(str(config_path))
+    config.num_labels = 3
+    torch.manual_seed(0)
+    model = XLMRobertaForSequenceClassification(config)
+    backend = wrap(model, "deepspeed", ds_config=ROOT / "ds_configs" / "zero3.json",
+                   device=device, layer_classes=(XLMRobertaLayer,),
+                   settings=TrainSettings(micro_batch_size=batch, precision="bf16",
+                                          lr=1e-5, max_grad_norm=1.0))
+    generator = torch.Generator().manual_seed(1)
+    data = {"input_ids": torch.randint(3, config.vocab_size, (batch, length),
+                                       generator=generator),
+            "labels": torch.randint(0, 3, (batch,), generator=generator)}
+    return backend, data
+
+
+def timed_step(backend, batch, device) -> tuple[float, int]:
+    """(seconds, peak bytes) of one optimizer step."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    backend.train_step([batch])
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return time.perf_counter() - start, torch.cuda.max_memory_allocated(device)
+    return time.perf_counter() - start, 0
+
+
+def measure(device: torch.device, *, pairs: int = 6, warmup: int = 2, batch: int = 8,
+            length: int = 256, config_path: Path = LARGE) -> dict:
+    backend, data = build(config_path, device, batch, length)
+    parameters = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel()
+                     for p in backend.module.parameters())
+    for _ in range(warmup):  # allocator, DeepSpeed buffers, kernel builds
+        timed_step(backend, data, device)
+    graddrop = GradDrop(GradDropConfig(method="graddrop", drop_rate=0.5))
+    without, with_graddrop = [], []
+    for _ in range(pairs):
+        without.append(timed_step(backend, data, device))
+        backend.attach(graddrop)
+        with_graddrop.append(timed_step(backend, data, device))
+        graddrop.detach()
+    backend.close()
+    ratios = sorted(w[0] / b[0] for w, b in zip(with_graddrop, without))
+    peak_without = max(b[1] for b in without)
+    return {"parameters": parameters, "batch": f"{batch} x {length}", "pairs": pairs,
+            "warmup_steps": warmup,
+            "step_s_without": statistics.median(b[0] for b in without),
+            "step_s_with": statistics.median(w[0] for w in with_graddrop),
+            "step_ratio_median": statistics.median(ratios),
+            "step_ratio_range": (ratios[0], ratios[-1]),
+            "peak_gib_without": peak_without / 2**30,
+            "peak_gib_with": max(w[1] for w in with_graddrop) / 2**30,
+            "peak_ratio": max(w[1] for w in with_graddrop) / peak_without
+            if peak_without else None}

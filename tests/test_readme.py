@@ -1,0 +1,105 @@
+"""Every command the README shows runs here, as a dry run where it would start a job or a
+cluster launch (`make -n`, `--dry-run`), and every Python example runs on a tiny model: the
+README cannot drift from the code."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jobs import job_dict
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
+BIN = Path(sys.executable).parent
+
+
+def shell_commands() -> list[str]:
+    """Each command of every ```bash block, continuation lines joined, comments dropped."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", README, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #")[0].strip()
+            if line and not line.startswith("#"):
+                commands.append(line)
+    return commands
+
+
+def as_dry_run(argv: list[str]) -> list[str]:
+    """The same command, told to start nothing."""
+    program, args = argv[0], argv[1:]
+    if program == "make":
+        return ["make", "-n", "-C", str(REPO), *args]
+    if program == "torchrun":  # one of the ranks it would start: graddrop-train's checks
+        return [str(BIN / "graddrop-train"), *args[args.index("graddrop_dist.trainer") + 1:],
+                "--dry-run"]
+    if program == "graddrop-launch":
+        split = args.index("--")
+        launcher_args = args[:split] if "--dry-run" in args[:split] else \
+            [*args[:split], "--dry-run"]
+        return [str(BIN / program), *launcher_args, *args[split:]]
+    if program in ("graddrop-train", "graddrop-sweep"):
+        return [str(BIN / program), *args, *(["--dry-run"] if "--dry-run" not in args else [])]
+    raise AssertionError(f"README command with no dry run here: {' '.join(argv)}")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, tiny_checkpoint):
+    """The repository's configs, and the files the README's examples name."""
+    folder = tmp_path_factory.mktemp("readme")
+    for name in ("configs", "ds_configs", "docs"):
+        (folder / name).symlink_to(REPO / name)
+    job = job_dict(tiny_checkpoint, folder / "runs" / "job", backend={"name": "ddp"})
+    for name in ("job.yaml", "my_job.yaml"):
+        (folder / name).write_text(yaml.safe_dump(job))
+    (folder / "hosts").write_text("".join(f"node0{i} slots=8\n" for i in range(1, 5)))
+    return folder
+
+
+@pytest.mark.parametrize("command", shell_commands())
+def test_readme_command_runs_as_a_dry_run(command, workdir):
+    argv = as_dry_run(shlex.split(command))
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    result = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, timeout=240,
+                            env=env)
+    assert result.returncode == 0, f"{argv}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    if argv[0].endswith("graddrop-train"):
+        assert "nothing started" in result.stdout
+    assert not (workdir / "runs").exists() or not any((workdir / "runs").iterdir())
+
+
+def python_examples() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README, re.S)
+
+
+def run_example(rank, world_size, source: str):
+    """The README's names, bound to a tiny XLM-R and a few fixed batches."""
+    import torch
+    from tiny_models import fixed_batches, tiny_xlmr
+    from transformers.models.xlm_roberta.modeling_xlm_roberta import XLMRobertaLayer
+
+    from graddrop_dist import GradDropConfig
+
+    model = tiny_xlmr()
+    loader = fixed_batches(3)
+    names = {"model": model, "optimizer": torch.optim.AdamW(model.parameters(), lr=1e-3),
+             "loader": loader, "device": torch.device("cpu"), "steps": 3,
+             "XLMRobertaLayer": XLMRobertaLayer, "micro_batches": loader[:2],
+             "config": GradDropConfig(drop_rate=0.5, seed=0)}
+    exec(compile(source, "<README example>", "exec"), names)  # noqa: S102 - the README's own code
+    return sorted(k for k in names if not k.startswith("__"))
+
+
+@pytest.mark.parametrize("index", range(len(python_examples())))
+def test_readme_python_example_runs(index):
+    from graddrop_dist.testing import run_ranks
+
+    (defined,) = run_ranks(run_example, 1, python_examples()[index], timeout=120)
+    assert defined  # the example ran to its end

@@ -1,0 +1,63 @@
+"""The lowest releases the code needs: declared once, checked with a one-line error."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from graddrop_dist.versions import MINIMUM, VersionTooOld, check, require
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_an_old_release_is_one_line():
+    with pytest.raises(VersionTooOld) as error:
+        check("torch", "2.8.0+cu128")
+    assert str(error.value) == ("graddrop-dist needs torch >= 2.13, found 2.8.0+cu128: "
+                                "pip install 'torch>=2.13'")
+    check("torch", "2.13.0+cpu")  # a local build label is the same release
+    check("deepspeed", MINIMUM["deepspeed"])
+
+
+def test_the_installed_releases_pass():
+    for package in MINIMUM:
+        require(package)
+
+
+def test_a_missing_package_is_one_line(monkeypatch):
+    monkeypatch.setitem(MINIMUM, "no-such-package", "1.0")
+    with pytest.raises(VersionTooOld, match="needs no-such-package >= 1.0, which is not "
+                                            "installed"):
+        require("no-such-package")
+
+
+def test_pyproject_declares_the_same_lowest_releases():
+    declared = {}
+    for line in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]:
+        requirement = Requirement(line)
+        lowest = [s.version for s in requirement.specifier if s.operator == ">="]
+        declared[requirement.name] = lowest[0] if lowest else None
+    assert {name: declared[name] for name in MINIMUM} == MINIMUM
+
+
+def test_importing_with_a_torch_too_old_fails_in_one_line():
+    code = "import torch; torch.__version__ = '2.8.0'; import graddrop_dist"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, cwd=REPO)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "graddrop_dist.versions.VersionTooOld: graddrop-dist needs torch >= 2.13, found "
+        "2.8.0: pip install 'torch>=2.13'")
+
+
+def test_the_gpu_image_installs_a_torch_new_enough():
+    text = (REPO / "docker" / "Dockerfile.gpu").read_text()
+    (version,) = re.findall(r"^ARG TORCH_VERSION=(\S+)$", text, re.MULTILINE)
+    check("torch", version)
+    assert 'pip install --no-cache-dir "torch==${TORCH_VERSION}"' in text
