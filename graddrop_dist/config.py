@@ -1,7 +1,8 @@
 """GradDropConfig: which gradients are masked, how often the mask changes, and how much.
 
-Definitions follow ../shared/notes/METHOD.md; where the paper is silent they are this
-project's choices and say so. Every field is checked at construction.
+GradDrop is the paper's; where the paper is silent the definitions are this project's
+choices and say so (README, "Variants and baselines"). Every field is checked at
+construction.
 """
 
 from __future__ import annotations

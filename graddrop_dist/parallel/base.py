@@ -66,6 +66,7 @@ class Backend:
     adapter: type | None = None  # the GradDrop adapter (graddrop_dist/backends/)
     options: tuple[str, ...] = ()  # BackendConfig fields it reads (constructor keywords)
     required: tuple[str, ...] = ()  # ... of which these must be set
+    compaction_refusal: str | None = None  # why graddrop.compact cannot work here, if not
 
     def __init__(self, model: torch.nn.Module, *, settings: TrainSettings | None = None,
                  device: torch.device | str | None = None, layer_classes: tuple = (),

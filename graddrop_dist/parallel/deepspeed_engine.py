@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import torch
 
 from graddrop_dist.backends.deepspeed_engine import DeepSpeedAdapter
+from graddrop_dist.config import DEEPSPEED_COMPACT_ERROR
 from graddrop_dist.ds_config import fill_ds_config, read_ds_config
 from graddrop_dist.parallel.base import Backend, NonFiniteGradient, canonical_on_cpu
 from graddrop_dist.parallel.device import deepspeed_accelerator
@@ -87,6 +88,7 @@ class DeepSpeedBackend(Backend):
     can_reshard = False  # DeepSpeed's checkpoint format is tied to its world size
     options = ("ds_config",)
     required = ("ds_config",)
+    compaction_refusal = DEEPSPEED_COMPACT_ERROR
 
     @classmethod
     def preflight(cls, *, settings, device, world_size, ds_config) -> None:

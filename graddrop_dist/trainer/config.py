@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import yaml
 
-from graddrop_dist.config import DEEPSPEED_COMPACT_ERROR, GradDropConfig
+from graddrop_dist.config import GradDropConfig
 from graddrop_dist.parallel.registry import BACKEND_NAMES
 from graddrop_dist.parallel.settings import TrainSettings
 from graddrop_dist.typed_config import typed_config
@@ -210,8 +210,11 @@ class JobConfig:
                 sections[name] = section.from_dict(values)
             except ValueError as error:
                 raise ConfigError(str(error)) from None
-        if sections["graddrop"].compact and sections["backend"].name == "deepspeed":
-            raise ConfigError(DEEPSPEED_COMPACT_ERROR)
+        from graddrop_dist.parallel import backend_class
+
+        refusal = backend_class(sections["backend"].name).compaction_refusal
+        if sections["graddrop"].compact and refusal:
+            raise ConfigError(refusal)
         return cls(**sections)
 
 
