@@ -14,15 +14,14 @@ from 0, XLM-R from padding_idx + 1 = 2, so the position table gets two leading r
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from graddrop_dist.fs import cache_root, staged_directory
 
 MAGIC = b"E5S1"
 Q4_BLOCK_BYTES = 18  # fp16 scale + 16 bytes of 32 nibbles
@@ -160,9 +159,7 @@ def build_offline_model(directory: str | Path) -> Path:
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if "position_ids" not in k]:
         raise RuntimeError(f"offline model: missing {missing}, unexpected {unexpected}")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=directory.parent))
-    try:
+    with staged_directory(directory) as staging:
         # Not model.save_pretrained: under torch.distributed it writes only on global
         # rank 0, and this build may run on any rank (the first to take the lock).
         from safetensors.torch import save_file
@@ -174,18 +171,12 @@ def build_offline_model(directory: str | Path) -> Path:
         if not (staging / "config.json").exists():
             raise RuntimeError(f"offline model: config.json was not written to {staging}")
         (staging / "BUILD_VERSION").write_text(BUILD_VERSION)
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(staging, directory)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return directory
 
 
 def offline_model_dir(cache: str | Path | None = None) -> Path:
     """The built checkpoint, building it on first use (about 470 MB, never committed)."""
-    root = Path(cache or os.environ.get("GRADDROP_CACHE") or
-                Path.home() / ".cache" / "graddrop_dist").resolve()
+    root = Path(cache or cache_root()).resolve()
     directory = root / "multilingual-e5-small-xlmr"
     marker = directory / "BUILD_VERSION"
     if marker.exists() and marker.read_text() == BUILD_VERSION:

@@ -16,7 +16,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +23,14 @@ from pathlib import Path
 
 import torch
 
-from graddrop_dist.mask.counter_hash import (check_drop_rate, mask_key, reference_keep_mask,
-                                             reference_mask_gradient, rescale_factor)
+from graddrop_dist.fs import cache_root, staged_file
+from graddrop_dist.mask.counter_hash import (
+    check_drop_rate,
+    mask_key,
+    reference_keep_mask,
+    reference_mask_gradient,
+    rescale_factor,
+)
 
 _SOURCE = Path(__file__).with_name("_kernel.c")
 _CFLAGS = ("-O3", "-shared", "-fPIC", "-fno-strict-aliasing")
@@ -57,9 +62,7 @@ def kernel_mode() -> str:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("GRADDROP_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "graddrop_dist")
-    return Path(root) / "kernels"
+    return cache_root() / "kernels"
 
 
 def _build() -> Path:
@@ -71,20 +74,14 @@ def _build() -> Path:
     target = cache_dir() / f"graddrop_kernel_{tag}.so"
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Build under a private name, then rename: ranks that build at once never load a
+    # Built under a private name, then renamed: ranks that build at once never load a
     # half-written library.
-    fd, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
     try:
-        subprocess.run([compiler, *_CFLAGS, "-o", partial, str(_SOURCE)], check=True,
-                       capture_output=True, text=True, timeout=120)
-        os.replace(partial, target)
+        with staged_file(target, suffix=".so") as partial:
+            subprocess.run([compiler, *_CFLAGS, "-o", str(partial), str(_SOURCE)],
+                           check=True, capture_output=True, text=True, timeout=120)
     except subprocess.CalledProcessError as error:
         raise RuntimeError(f"{compiler} failed: {error.stderr.strip()[:500]}") from None
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
     return target
 
 

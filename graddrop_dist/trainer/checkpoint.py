@@ -12,7 +12,6 @@ swept at the next save.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from graddrop_dist.fs import replace_directory, write_atomically
 from graddrop_dist.parallel.device import rng_state as device_rng_state
 from graddrop_dist.parallel.device import set_rng_state as set_device_rng_state
 
@@ -30,12 +30,6 @@ STATE_FILE = "trainer_state.json"
 def _barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
 
 
 def rng_state(device: torch.device) -> dict:
@@ -82,12 +76,10 @@ class Checkpointer:
         _barrier()
         final = self.root / name
         if self.rank == 0:
-            _write_atomically(partial / STATE_FILE, json.dumps(
+            write_atomically(partial / STATE_FILE, json.dumps(
                 {**trainer_state, "world_size": self.world_size}, indent=1))
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(partial, final)
-            _write_atomically(self.root / "latest", name)
+            replace_directory(partial, final)
+            write_atomically(self.root / "latest", name)
             self._prune()
         _barrier()
         return final

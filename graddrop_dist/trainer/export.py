@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch.distributed as dist
+
+from graddrop_dist.fs import staged_directory
 
 
 def export_pretrained(backend, tokenizer, directory: Path, *, rank: int) -> None:
@@ -15,16 +14,8 @@ def export_pretrained(backend, tokenizer, directory: Path, *, rank: int) -> None
     `save_pretrained` output into `directory`, replacing it atomically."""
     parameters = backend.full_parameters()
     if rank == 0:
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-        try:
+        with staged_directory(directory) as staging:
             backend.module.save_pretrained(staging, state_dict=parameters)
             tokenizer.save_pretrained(staging)
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(staging, directory)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

@@ -4,9 +4,10 @@ results.md (the per-language table). Other ranks write nothing."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
+
+from graddrop_dist.fs import write_atomically
 
 
 class MetricsLog:
@@ -63,8 +64,5 @@ def results_table(languages: list[str], best: dict, final: dict) -> str:
 
 def write_results(directory: Path, results: dict, table: str) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    for name, text in (("results.json", json.dumps(results, indent=1)),
-                       ("results.md", table + "\n")):
-        partial = directory / f".{name}.partial"
-        partial.write_text(text)
-        os.replace(partial, directory / name)
+    write_atomically(directory / "results.json", json.dumps(results, indent=1))
+    write_atomically(directory / "results.md", table + "\n")
