@@ -22,7 +22,7 @@ import torch  # noqa: E402
 
 from graddrop_dist import GradDrop, GradDropConfig  # noqa: E402
 from graddrop_dist.parallel import TrainSettings, wrap  # noqa: E402
-from graddrop_dist.testing import run_ranks  # noqa: E402
+from graddrop_dist.dist.local_ranks import run_ranks  # noqa: E402
 
 DS_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ds_configs")
 BACKENDS = {"ddp": ("ddp", {}), "fsdp1": ("fsdp1", {}), "fsdp2": ("fsdp2", {}),

@@ -21,7 +21,7 @@ import torch.distributed as dist  # noqa: E402
 
 from graddrop_dist import GradDrop, GradDropConfig  # noqa: E402
 from graddrop_dist.parallel import TrainSettings, wrap  # noqa: E402
-from graddrop_dist.testing import run_ranks  # noqa: E402
+from graddrop_dist.dist.local_ranks import run_ranks  # noqa: E402
 
 
 COLLECTIVES = ("all_reduce", "reduce_scatter_single")

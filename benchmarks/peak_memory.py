@@ -23,7 +23,7 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 from backend_overhead import build, model_arguments, random_batch  # noqa: E402
 
 from graddrop_dist import GradDrop, GradDropConfig  # noqa: E402
-from graddrop_dist.testing import run_ranks  # noqa: E402
+from graddrop_dist.dist.local_ranks import run_ranks  # noqa: E402
 
 
 def rss_bytes() -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from graddrop_dist.backends.agreement import agree_at_attach, verify_masks
+from graddrop_dist.dist.agreement import agree_at_attach, verify_masks
 from graddrop_dist.config import GradDropConfig
 from graddrop_dist.mask import canonical_name, keep_mask, mask_gradient
 from graddrop_dist.variants import (ParamPlan, is_trainable, mask_schedule, may_be_masked,

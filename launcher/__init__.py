@@ -1,6 +1,6 @@
-"""Starting graddrop jobs: `graddrop-launch` (local, torchrun, deepspeed, slurm, mpirun)
-and the rank discovery graddrop-train uses when a launcher sets no torch variables."""
+"""Starting graddrop jobs: `graddrop-launch` (local, torchrun, deepspeed, slurm, mpirun).
 
-from launcher.discovery import RankInfo, discover_rank, export_rank_env
-
-__all__ = ["RankInfo", "discover_rank", "export_rank_env"]
+Installed as `graddrop_launcher` (this folder's name in the repository is `launcher/`), so
+nothing generic lands in site-packages. How a rank finds itself once started is
+graddrop_dist.dist.discovery, shared with graddrop-train.
+"""

@@ -1,5 +1,5 @@
 import sys
 
-from launcher.cli import main
+from graddrop_launcher.cli import main
 
 sys.exit(main())

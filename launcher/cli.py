@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 
 from graddrop_dist.cli_errors import OneLineParser
-from launcher.hostfile import LaunchError, parse_hostfile, select_slots
-from launcher.runners import RUNNERS, LaunchPlan, write_files
+from graddrop_launcher.hostfile import LaunchError, parse_hostfile, select_slots
+from graddrop_launcher.runners import RUNNERS, LaunchPlan, write_files
 
 MULTINODE_RUNNERS = ("pdsh", "openmpi", "slurm")
 

@@ -7,12 +7,10 @@ variables, runs the job, and shuts the process group down cleanly.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import sys
 import warnings
-from datetime import timedelta
 
 from graddrop_dist.cli_errors import OneLineParser
 
@@ -32,7 +30,7 @@ def parse_args(argv):
 
 def plan(config, info, device, task) -> str:
     """One line: what graddrop-train would run, after every check that needs no peer."""
-    from graddrop_dist.parallel.device import collective_backend
+    from graddrop_dist.dist.device import collective_backend
 
     backend = config.backend
     data = (f"{len(task.train)} training examples, {len(task.languages)} languages"
@@ -58,36 +56,19 @@ def quiet_non_zero_rank() -> None:
         pass
 
 
-def init_process_group(device, timeout_s: int) -> None:
-    """NCCL for ranks on GPUs (bound to this rank's GPU from the start), gloo on CPUs."""
-    import torch.distributed as dist
-
-    from graddrop_dist.parallel.device import collective_backend
-
-    dist.init_process_group(collective_backend(device), timeout=timedelta(seconds=timeout_s),
-                            device_id=device if device.type == "cuda" else None)
-
-
-def _is_collective_failure(error: BaseException) -> bool:
-    import torch.distributed as dist
-
-    text = str(error).lower()
-    return isinstance(error, (dist.DistError, ConnectionError)) or any(
-        marker in text for marker in ("gloo", "nccl", "connection closed", "timed out",
-                                      "connection reset", "broken pipe"))
-
-
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    from graddrop_dist.dist import process_group
+
     # DeepSpeed calls torch collectives PyTorch has renamed: one warning per step otherwise.
     warnings.filterwarnings("ignore", category=FutureWarning,
                             message=r".*torch\.distributed\.\w+` is deprecated")
+    from graddrop_dist.dist.device import bind, resolve_device
+    from graddrop_dist.dist.discovery import discover_rank, export_rank_env
     from graddrop_dist.parallel import backend_class
-    from graddrop_dist.parallel.device import bind, resolve_device
     from graddrop_dist.trainer.config import ConfigError, load_job_config
     from graddrop_dist.trainer.preflight import preflight
     from graddrop_dist.versions import VersionTooOld
-    from launcher.discovery import discover_rank, export_rank_env
 
     try:
         config = load_job_config(args.config, args.overrides)
@@ -114,10 +95,9 @@ def main(argv=None) -> int:
     distributed = backend_class(config.backend.name).distributed
     if distributed:
         export_rank_env(info)
-        init_process_group(device, config.backend.timeout_s)
+        process_group.start(device, config.backend.timeout_s)
+    from graddrop_dist.dist.agreement import RankDisagreement
     from graddrop_dist.trainer.loop import run_job
-
-    from graddrop_dist.backends.agreement import RankDisagreement
 
     try:
         run_job(config, rank=info.rank, world_size=info.world_size, resume=args.resume,
@@ -126,19 +106,14 @@ def main(argv=None) -> int:
         print(f"graddrop-train: error: {error}", file=sys.stderr)
         return 2
     except (RuntimeError, ConnectionError) as error:
-        if not distributed or not _is_collective_failure(error):
+        if not distributed or not process_group.is_collective_failure(error):
             raise
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         print(f"graddrop-train: error: rank {info.rank}: a collective failed ({first_line}); "
               "another rank has probably died, see its log", file=sys.stderr)
         os._exit(1)  # the process group is broken: do not wait in its destructor
     finally:
-        gc.collect()
-        if distributed:
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
+        process_group.end()
     return 0
 
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from graddrop_dist import GradDrop
 from graddrop_dist.parallel import backend_class
-from graddrop_dist.parallel.device import resolve_device
+from graddrop_dist.dist.device import resolve_device
 from graddrop_dist.tasks import load_task
 from graddrop_dist.trainer.checkpoint import Checkpointer
 from graddrop_dist.trainer.config import OFFLINE_MODEL, JobConfig

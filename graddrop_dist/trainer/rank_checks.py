@@ -17,7 +17,7 @@ from graddrop_dist.trainer.config import JobConfig
 def agree_on_job(config: JobConfig, train_data, eval_data) -> None:
     """Every rank must run the same job on the same data with the same code."""
     import graddrop_dist
-    from graddrop_dist.backends.agreement import mask_code_version, raise_on_disagreement
+    from graddrop_dist.dist.agreement import mask_code_version, raise_on_disagreement
 
     digest = hashlib.sha256()
     for feature in train_data.features:
@@ -39,7 +39,7 @@ def write_rank_record(output: Path, rank: int, world_size: int, graddrop, device
     """ranks/rank<r>.json: how this rank was found, where it computed, and the
     fingerprint of its last masks, so anyone can check after the fact that every rank
     drew the same masks."""
-    from graddrop_dist.backends.agreement import mask_fingerprint
+    from graddrop_dist.dist.agreement import mask_fingerprint
 
     record = {"rank": rank, "world_size": world_size,
               "discovered_by": os.environ.get("GRADDROP_RANK_SOURCE", "unknown"),

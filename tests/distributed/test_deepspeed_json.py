@@ -12,7 +12,7 @@ import torch
 from backend_runs import setup
 from graddrop_dist.parallel import TrainSettings, wrap
 from graddrop_dist.parallel.deepspeed_engine import DeepSpeedBackend
-from graddrop_dist.testing import DistributedTest
+from graddrop_dist.dist.local_ranks import DistributedTest
 from scenario import ACCUM, DS_CONFIGS, LR, compare_parameters, micro_batches, new_model
 
 # The scenario's optimizer (AdamW, lr 1e-3, eps 1e-3, no decay) written as a JSON section,
@@ -105,7 +105,7 @@ def test_an_optimizer_in_the_json_and_one_passed_is_one_line():
 
 def run_in_one_rank(fn):
     """`fn` under a 1-rank gloo group (DeepSpeed needs one)."""
-    from graddrop_dist.testing import RankFailure, run_ranks
+    from graddrop_dist.dist.local_ranks import RankFailure, run_ranks
 
     try:
         run_ranks(lambda rank, world_size: fn(), 1)

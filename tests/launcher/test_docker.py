@@ -54,7 +54,7 @@ def test_entrypoint_runs_the_launcher_outside_a_container(tmp_path):
     assert os.access(entrypoint, os.X_OK)
     subprocess.run(["bash", "-n", str(entrypoint)], check=True, timeout=30)
     shim = tmp_path / "graddrop-launch"
-    shim.write_text(f"#!/bin/sh\nexec {sys.executable} -m launcher \"$@\"\n")
+    shim.write_text(f"#!/bin/sh\nexec {sys.executable} -m graddrop_launcher \"$@\"\n")
     shim.chmod(0o755)
     result = subprocess.run(
         [str(entrypoint), "--launcher", "torchrun", "--nnodes", "2", "--nproc-per-node", "8",

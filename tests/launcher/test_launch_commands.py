@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from launcher.cli import main
-from launcher.hostfile import LaunchError, parse_hostfile, select_slots
+from graddrop_launcher.cli import main
+from graddrop_launcher.hostfile import LaunchError, parse_hostfile, select_slots
 
 
 def dry_run(capsys, *argv):
@@ -109,6 +109,6 @@ def test_include_exclude_selection():
 
 
 def test_console_script_is_installed():
-    result = subprocess.run([sys.executable, "-m", "launcher", "--help"], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "graddrop_launcher", "--help"], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0 and "--launcher" in result.stdout

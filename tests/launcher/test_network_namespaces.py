@@ -50,7 +50,7 @@ def test_one_rank_per_namespace_over_a_veth_pair(tiny_checkpoint, tmp_path, two_
     for node, (namespace, interface, _) in enumerate(two_hosts):
         env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": interface}
         agents.append(subprocess.Popen(
-            ["ip", "netns", "exec", namespace, sys.executable, "-m", "launcher",
+            ["ip", "netns", "exec", namespace, sys.executable, "-m", "graddrop_launcher",
              "--launcher", "torchrun", "--nnodes", "2", "--nproc-per-node", "1",
              "--node-rank", str(node), "--master-addr", master, "--master-port", port,
              "--", str(job)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,

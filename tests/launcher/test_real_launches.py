@@ -39,7 +39,7 @@ def write_job(tmp_path, checkpoint, **sections) -> Path:
 
 def launch(argv, cwd, **kwargs):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "launcher", *argv], cwd=cwd, env=env,
+    return subprocess.Popen([sys.executable, "-m", "graddrop_launcher", *argv], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             **kwargs)
 

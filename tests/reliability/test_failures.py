@@ -40,7 +40,7 @@ def test_a_killed_rank_ends_the_job_in_bounded_time(tiny_checkpoint, tmp_path):
     job = write_job(tmp_path, tiny_checkpoint, backend={"name": "ddp", "timeout_s": 30})
     start = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "launcher", "--launcher", "local", "--nproc-per-node", "2",
+        [sys.executable, "-m", "graddrop_launcher", "--launcher", "local", "--nproc-per-node", "2",
          "--", str(job)], capture_output=True, text=True, timeout=180, cwd=tmp_path,
         env={**os.environ, "GRADDROP_FAULT": "kill:1:2"})
     elapsed = time.monotonic() - start
@@ -109,7 +109,7 @@ def test_resume_on_another_world_size_keeps_the_trajectory(tiny_checkpoint, tmp_
     import torch
     from safetensors.torch import load_file
 
-    from graddrop_dist.testing import run_ranks
+    from graddrop_dist.dist.local_ranks import run_ranks
 
     config = json.loads((tiny_checkpoint / "config.json").read_text())
     assert config["hidden_dropout_prob"] > 0  # the fixture has dropout: switch it off here
@@ -180,7 +180,7 @@ def train_until_killed(rank, world_size, data):
 @pytest.mark.distributed
 def test_survivors_of_a_dead_rank_fail_instead_of_hanging(tiny_checkpoint, tmp_path):
     """No launcher agent to clean up: the surviving rank's own collective must fail."""
-    from graddrop_dist.testing import RankFailure, run_ranks
+    from graddrop_dist.dist.local_ranks import RankFailure, run_ranks
 
     data = job_dict(tiny_checkpoint, tmp_path / "run", backend={"name": "ddp"})
     data["train"].update(max_steps=4, micro_batch_size=2, gradient_accumulation=1)
@@ -203,7 +203,7 @@ def test_a_nan_step_is_skipped_and_counted(tiny_checkpoint, tmp_path, backend):
                            env={"GRADDROP_FAULT": "nan:1"}, timeout=240)
     else:
         result = subprocess.run(
-            [sys.executable, "-m", "launcher", "--nproc-per-node", "2", "--", str(job),
+            [sys.executable, "-m", "graddrop_launcher", "--nproc-per-node", "2", "--", str(job),
              "backend.name=fsdp2", "output.export_final=true"], capture_output=True, text=True, timeout=240,
             cwd=tmp_path, env={**os.environ, "GRADDROP_FAULT": "nan:1"})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -222,7 +222,7 @@ def test_a_nan_step_stops_the_run_when_asked(tiny_checkpoint, tmp_path):
 
 
 def disagreeing_job(rank, world_size, data):
-    from graddrop_dist.backends.agreement import RankDisagreement
+    from graddrop_dist.dist.agreement import RankDisagreement
     from graddrop_dist.trainer.loop import run_job
 
     data = {**data, "train": {**data["train"], "lr": 1e-3 * (rank + 1)}}
@@ -235,7 +235,7 @@ def disagreeing_job(rank, world_size, data):
 
 @pytest.mark.distributed
 def test_ranks_with_different_jobs_stop_before_the_first_step(tiny_checkpoint, tmp_path):
-    from graddrop_dist.testing import run_ranks
+    from graddrop_dist.dist.local_ranks import run_ranks
 
     data = job_dict(tiny_checkpoint, tmp_path / "run", backend={"name": "ddp"})
     for message in run_ranks(disagreeing_job, 2, data, timeout=120):
@@ -275,7 +275,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_latest(tiny_checkpoin
 
 
 def test_cli_flag_errors_are_one_line():
-    for module in ("graddrop_dist.trainer", "launcher"):
+    for module in ("graddrop_dist.trainer", "graddrop_launcher"):
         result = subprocess.run([sys.executable, "-m", module, "--no-such-flag", "x"],
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 2

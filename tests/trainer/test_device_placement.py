@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from jobs import job_dict
-from graddrop_dist.testing import DistributedTest, run_ranks
+from graddrop_dist.dist.local_ranks import DistributedTest, run_ranks
 from graddrop_dist.trainer.config import JobConfig
 
 DS_CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "ds_configs")

@@ -15,7 +15,7 @@ import yaml
 from safetensors.torch import load_file
 
 from jobs import job_dict
-from graddrop_dist.testing import DistributedTest
+from graddrop_dist.dist.local_ranks import DistributedTest
 from graddrop_dist.trainer.config import JobConfig
 from graddrop_dist.trainer.loop import run_job
 

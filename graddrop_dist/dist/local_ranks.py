@@ -1,7 +1,8 @@
-"""Multi-rank test base (after DeepSpeed's tests/unit/common.py DistributedTest).
+"""Local ranks for tests and benchmarks (after DeepSpeed's tests/unit/common.py
+DistributedTest).
 
 `run_ranks(fn, world_size, *args)` forks `world_size` ranks (fork starts in ~0.3 s where
-spawn takes ~4 s; PLATFORM.md), joins a gloo process group through a file store in a
+spawn takes ~4 s), joins a gloo process group through a file store in a
 fresh temporary folder, runs `fn(rank, world_size, *args)` and returns every rank's result.
 A rank that raises makes run_ranks raise RankFailure with that rank's traceback; a rank
 that hangs past `timeout` is killed and the test fails: nothing waits forever. Each rank
@@ -11,18 +12,17 @@ freed at interpreter exit aborts ~30% of runs otherwise.
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
 import pickle
 import tempfile
 import time
 import traceback
-from datetime import timedelta
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
+
+from graddrop_dist.dist import process_group
 
 DEFAULT_TIMEOUT = 120.0
 
@@ -41,8 +41,9 @@ def _rank_main(rank, world_size, folder, fn, args, env, pg_timeout):
         os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                           LOCAL_WORLD_SIZE=str(world_size))
         torch.set_num_threads(1)
-        dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank,
-                                world_size=world_size, timeout=timedelta(seconds=pg_timeout))
+        process_group.start(torch.device("cpu"), pg_timeout,
+                            init_method=f"file://{folder}/store", rank=rank,
+                            world_size=world_size)
         outcome = ("ok", fn(rank, world_size, *args))
     except BaseException as error:  # noqa: BLE001 - everything goes back to the parent
         try:
@@ -53,14 +54,7 @@ def _rank_main(rank, world_size, folder, fn, args, env, pg_timeout):
         outcome = ("error", traceback.format_exc(), picklable)
     with open(Path(folder) / f"rank{rank}.pkl", "wb") as handle:
         pickle.dump(outcome, handle)
-    gc.collect()
-    if dist.is_initialized():
-        if outcome[0] == "ok":
-            try:
-                dist.barrier()
-            except Exception:  # noqa: BLE001 - another rank died; leave anyway
-                pass
-        dist.destroy_process_group()
+    process_group.end(barrier=outcome[0] == "ok")
     os._exit(0)
 
 
