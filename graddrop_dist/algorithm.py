@@ -1,23 +1,32 @@
-"""GradDrop: the algorithm object. It decides *which* mask a gradient gets; a backend
-adapter (graddrop_dist/backends/) decides *where* in the backward pass it is applied.
+"""GradDrop: the algorithm object. It decides *which* mask a gradient gets (a `MaskSpec`
+per parameter and step); a backend adapter (graddrop_dist/backends/) decides *where* in the
+backward pass it is applied.
 
 The mask step is the optimizer step, never the micro-batch: every micro-batch of one
 accumulated step sees the same mask, so masking before or after a reduction, or before
 or after accumulation, is the same operation.
+
+What an adapter sees of GradDrop is narrow (`MaskSource` in backends/base.py): `spec(name)`,
+the mask of a parameter at the current step (None: left alone); `maskable(name)`, whether
+it is ever masked; `compact`; and `optimizer_stepped()`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
-from graddrop_dist.dist.agreement import agree_at_attach, verify_masks
+from graddrop_dist.backends import adapter_for
 from graddrop_dist.config import GradDropConfig
-from graddrop_dist.mask import canonical_name, keep_mask, mask_gradient
-from graddrop_dist.variants import (ParamPlan, is_trainable, mask_schedule, may_be_masked,
-                                    num_layers, plan_parameter)
+from graddrop_dist.dist.agreement import raise_on_disagreement
+from graddrop_dist.mask import canonical_name, dispatch
+from graddrop_dist.mask.spec import MaskSpec, mask_code_version
+from graddrop_dist.variants import ParamPlan, mask_schedule, may_be_masked, num_layers, \
+    plan_parameter
 
 
 class GradDrop:
@@ -37,29 +46,29 @@ class GradDrop:
         self._step = 0
         self._epoch = 0
         self._adapter = None
+        self._specs: dict[tuple, MaskSpec] = {}
 
     # ----------------------------------------------------------------- attach / detach
     def attach(self, model, optimizer=None, *, steps_per_epoch: int | None = None,
                adapter=None) -> GradDrop:
         """adapter: the adapter class to use (a trainer backend names its own); by default
         it is chosen from what `model` is (graddrop_dist.backends.adapter_for)."""
-        from graddrop_dist.backends import adapter_for
-
         if self._adapter is not None:
             raise RuntimeError("GradDrop is already attached; call detach() first")
         if steps_per_epoch is not None and steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
         self.steps_per_epoch = steps_per_epoch
-        adapter = (adapter or adapter_for)(model, optimizer, self)
+        adapter = adapter(model, optimizer) if adapter else adapter_for(model, optimizer)
         self.plans = self._plan(adapter.named_parameter_shapes())
         self.layers = num_layers(self.plans.values())
         self.config = self.requested
         if adapter.distributed:
             # Before any hook exists: a disagreement raises on every rank, no hang.
-            self.config = self.config.replace(seed=agree_at_attach(self, adapter))
+            self.config = self.config.replace(seed=self._agreed_seed(adapter))
         elif self.config.seed is None:
             self.config = self.config.replace(seed=secrets.randbelow(2**63))
-        adapter.install()
+        self._specs.clear()
+        adapter.install(self)
         self._adapter = adapter
         return self
 
@@ -77,6 +86,25 @@ class GradDrop:
                                  f"(one is {raw_name!r}); masks are keyed by name")
             plans[name] = plan_parameter(self.config, name, tuple(shape))
         return plans
+
+    def _agreed_seed(self, adapter) -> int:
+        """Every rank contributes what decides its masks; rank 0's seed is everyone's."""
+        group = adapter.process_group()
+        drawn = secrets.randbelow(2**63) if self.config.seed is None else self.config.seed
+        shapes = "|".join(f"{name}:{plan.shape}" for name, plan in self.plans.items())
+        payload = {
+            **{f"graddrop.{key}": value for key, value in self.config.to_dict().items()},
+            "backend": adapter.backend,
+            "world_size": dist.get_world_size(group),
+            "start_step": self.step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "parameters": f"{len(self.plans)} tensors, digest "
+                          f"{hashlib.sha256(shapes.encode()).hexdigest()[:16]}",
+            "mask_code": mask_code_version(),
+        }
+        gathered = raise_on_disagreement(payload, "ranks disagree before the first step",
+                                         group, carry=drawn)
+        return gathered[0]["carry"]
 
     # ----------------------------------------------------------------- step and epoch
     @property
@@ -108,7 +136,10 @@ class GradDrop:
         every = self.config.verify_every
         if every and self._adapter is not None and self._adapter.distributed \
                 and self._step % every == 0:
-            verify_masks(self, self._adapter, self._step - 1)
+            step = self._step - 1
+            raise_on_disagreement({"mask fingerprint": self.fingerprint(step), "step": step},
+                                  f"masks diverged at optimizer step {step}",
+                                  self._adapter.process_group())
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self._step, "epoch": self._epoch, "config": self.config.to_dict(),
@@ -118,6 +149,7 @@ class GradDrop:
         saved = GradDropConfig.from_dict(state["config"])
         if self.requested.seed is None:  # a drawn seed is restored, not compared
             self.config = self.config.replace(seed=saved.seed)
+            self._specs.clear()
         if saved != self.config:
             changed = [k for k, v in saved.to_dict().items() if self.config.to_dict()[k] != v]
             raise ValueError(f"graddrop state was saved with a different config "
@@ -125,9 +157,14 @@ class GradDrop:
         self._epoch = int(state["epoch"])
         self.set_step(int(state["step"]))
 
-    # ----------------------------------------------------------------- the decisions
-    def trainable(self, name: str) -> bool:
-        return is_trainable(self.config, self.plans[name], self.epoch, self.layers)
+    # ----------------------------------------------------------------- what adapters ask
+    @property
+    def compact(self) -> bool:
+        return self.config.compact
+
+    def maskable(self, name: str) -> bool:
+        """Whether this parameter's gradient is ever touched (it needs a hook)."""
+        return may_be_masked(self.config, self.plans[name])
 
     def schedule(self, name: str, step: int | None = None) -> tuple[int, float]:
         """(stream, drop rate) of parameter `name` at `step` (default: the current step)."""
@@ -139,50 +176,39 @@ class GradDrop:
         # Without steps_per_epoch the epoch is whatever set_epoch() said last.
         return self._epoch if self.steps_per_epoch is None else step // self.steps_per_epoch
 
+    def spec(self, name: str, step: int | None = None) -> MaskSpec | None:
+        """The mask of parameter `name` at `step` (default: now); None when it is left alone
+        (rate 0: not masked, or not at this point of its schedule)."""
+        stream, rate = self.schedule(name, step)
+        if rate == 0.0:
+            return None
+        key = (name, stream, rate, self.config.seed)
+        if key not in self._specs:
+            if len(self._specs) > 4 * len(self.plans):  # old steps' specs
+                self._specs.clear()
+            self._specs[key] = MaskSpec(self.config.seed, stream, name, rate,
+                                        self.plans[name].block(self.config.granularity),
+                                        self.config.rescales)
+        return self._specs[key]
+
+    # ----------------------------------------------------------------- looking at masks
     def keep_mask(self, name: str, step: int | None = None) -> torch.Tensor:
         """The full keep mask of one parameter (shape of the parameter) at `step`."""
         plan = self.plans[name]
-        stream, rate = self.schedule(name, step)
-        return keep_mask(plan.numel, seed=self.config.seed, stream=stream, name=name,
-                         drop_rate=rate,
-                         block=plan.block(self.config.granularity)).view(plan.shape)
+        spec = self.spec(name, step)
+        if spec is None:
+            return torch.ones(plan.shape, dtype=torch.bool)
+        return dispatch.keep_bits(spec, plan.numel).view(plan.shape)
 
-    def mask_args(self, name: str, start: int = 0) -> dict:
-        """Keyword arguments of the mask functions (keep_mask, mask_gradient, compress) for
-        parameter `name` from flat element `start`, at the current step."""
-        stream, rate = self.schedule(name)
-        return dict(seed=self.config.seed, stream=stream, name=name, drop_rate=rate,
-                    offset=start, block=self.plans[name].block(self.config.granularity))
-
-    def keep_bits(self, name: str, start: int = 0, length: int | None = None, *,
-                  per_block: bool = False, device=None) -> torch.Tensor:
-        """Keep bits of elements [start, start + length) of the flattened parameter at the
-        current step; per_block: one bit per block of the granularity (a row, the tensor),
-        for a span aligned to blocks. What communication compaction packs by."""
-        length = self.plans[name].numel - start if length is None else length
-        args = self.mask_args(name, start)
-        block = args.pop("block")
-        if per_block:  # keep(i) hashes i // block: block j's bit is index j with block 1
-            length, block, args["offset"] = length // block, 1, start // block
-        if args["drop_rate"] == 0.0:  # U >= 0 always: nothing to hash
-            return torch.ones(length, dtype=torch.bool, device=device)
-        return keep_mask(length, block=block, device=device, **args)
-
-    def may_be_masked(self, name: str) -> bool:
-        """Whether this parameter's gradient is ever touched (it needs a hook)."""
-        return may_be_masked(self.config, self.plans[name])
-
-    def masks_anything(self, name: str) -> bool:
-        return self.schedule(name)[1] > 0.0
-
-    def mask_(self, name: str, grad: torch.Tensor, *, offset: int = 0,
-              out: torch.Tensor | None = None) -> torch.Tensor:
-        """Mask a contiguous span of parameter `name` starting at global element `offset`
-        (a whole local gradient, an FSDP shard or a slice of a flat buffer)."""
-        plan = self.plans[name]
-        stream, rate = self.schedule(name)
-        if rate == 0.0:
-            return grad if out is None else out.copy_(grad)
-        return mask_gradient(grad, seed=self.config.seed, stream=stream, name=name,
-                             drop_rate=rate, rescale=self.config.rescales, offset=offset,
-                             block=plan.block(self.config.granularity), out=out)
+    def fingerprint(self, step: int, sample: int = 4096) -> str:
+        """Digest of the first `sample` keep bits of every masked parameter at `step`: what
+        ranks compare (verify_every) and what each rank records after a run."""
+        digest = hashlib.sha256()
+        for name, plan in self.plans.items():
+            spec = self.spec(name, step)
+            if spec is None:
+                continue
+            bits = dispatch.keep_bits(spec, min(plan.numel, sample))
+            digest.update(f"{name}:{spec.stream}:{spec.rate!r}:".encode())
+            digest.update(bits.numpy().tobytes())
+        return digest.hexdigest()[:16]

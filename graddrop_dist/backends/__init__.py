@@ -26,7 +26,8 @@ def _is_deepspeed_engine(model) -> bool:
     return isinstance(model, DeepSpeedEngine)
 
 
-def adapter_for(model, optimizer, graddrop) -> Adapter:
+def adapter_for(model, optimizer=None) -> Adapter:
+    """The adapter for what `model` is (a DeepSpeed engine, DDP, FSDP1, FSDP2, a module)."""
     from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
     from torch.nn.parallel import DistributedDataParallel
 
@@ -36,26 +37,26 @@ def adapter_for(model, optimizer, graddrop) -> Adapter:
         if optimizer is not None and optimizer is not model.optimizer:
             raise ValueError("GradDrop.attach(engine): pass no optimizer; the engine's "
                              "own optimizer steps are counted")
-        return DeepSpeedAdapter(model, None, graddrop)
+        return DeepSpeedAdapter(model, None)
     if isinstance(model, DistributedDataParallel):
         from graddrop_dist.backends.ddp import DDPAdapter
 
-        return DDPAdapter(model, optimizer, graddrop)
+        return DDPAdapter(model, optimizer)
     if isinstance(model, FullyShardedDataParallel):
         from graddrop_dist.backends.fsdp1 import FSDP1Adapter
 
-        return FSDP1Adapter(model, optimizer, graddrop)
+        return FSDP1Adapter(model, optimizer)
     if isinstance(model, torch.nn.Module):
         modules = list(model.modules())
         if any(isinstance(m, FSDPModule) for m in modules):
             from graddrop_dist.backends.fsdp2 import FSDP2Adapter
 
-            return FSDP2Adapter(model, optimizer, graddrop)
+            return FSDP2Adapter(model, optimizer)
         if any(isinstance(m, (FullyShardedDataParallel, DistributedDataParallel))
                for m in modules):
             raise TypeError("GradDrop.attach: pass the outermost DDP / FSDP1 wrapper, "
                             "not a module that contains one")
-        return TensorHookAdapter(model, optimizer, graddrop)
+        return TensorHookAdapter(model, optimizer)
     raise TypeError(f"GradDrop.attach: unsupported model type {type(model).__name__}; "
                     "expected a torch.nn.Module, a DDP / FSDP1 / FSDP2 module or a "
                     "DeepSpeed engine")

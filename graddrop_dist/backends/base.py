@@ -1,26 +1,39 @@
 """What every backend adapter does: list the parameters under their full (unsharded)
-shapes, mask at the right place, and tell GradDrop when the optimizer stepped."""
+shapes, apply the mask at the right place, and tell GradDrop when the optimizer stepped.
+
+An adapter sees GradDrop only through `MaskSource`: the spec of a parameter's mask at the
+current step, whether a parameter is ever masked, whether to compact the collective, and
+the callback for an optimizer step.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable, Protocol
 
 import torch
 
-from graddrop_dist.mask import canonical_name
+from graddrop_dist.mask import canonical_name, dispatch
+from graddrop_dist.mask.spec import MaskSpec
 
-if TYPE_CHECKING:
-    from graddrop_dist.algorithm import GradDrop
+
+class MaskSource(Protocol):
+    compact: bool
+
+    def maskable(self, name: str) -> bool: ...
+
+    def spec(self, name: str) -> MaskSpec | None: ...
+
+    def optimizer_stepped(self) -> None: ...
 
 
 class Adapter:
     backend = "abstract"
     distributed = False
 
-    def __init__(self, model, optimizer, graddrop: GradDrop) -> None:
+    def __init__(self, model, optimizer=None) -> None:
         self.model = model
         self.optimizer = optimizer
-        self.graddrop = graddrop
+        self.source: MaskSource | None = None
         self._handles: list = []
 
     def named_parameters(self) -> Iterable[tuple[str, torch.nn.Parameter]]:
@@ -37,9 +50,10 @@ class Adapter:
     def process_group(self):
         return None  # the default group, when distributed
 
-    def install(self) -> None:
+    def install(self, source: MaskSource) -> None:
+        self.source = source
         self._params = {canonical_name(n): p for n, p in self.named_parameters()}
-        if any(self.graddrop.may_be_masked(name) for name in self._params):
+        if any(source.maskable(name) for name in self._params):
             self.install_masking()
         self.install_step_counter()
 
@@ -49,8 +63,9 @@ class Adapter:
     def install_step_counter(self) -> None:
         if self.optimizer is None:
             return  # the caller drives GradDrop.optimizer_stepped() itself
+        source = self.source
         self._handles.append(self.optimizer.register_step_post_hook(
-            lambda *_: self.graddrop.optimizer_stepped()))
+            lambda *_: source.optimizer_stepped()))
 
     def remove(self) -> None:
         for handle in self._handles:
@@ -72,13 +87,14 @@ class TensorHookAdapter(Adapter):
 
     def install_masking(self) -> None:
         for name, param in self._params.items():
-            if self.graddrop.may_be_masked(name) and param.requires_grad:
+            if self.source.maskable(name) and param.requires_grad:
                 self._handles.append(param.register_hook(self._hook(name)))
 
     def _hook(self, name: str):
-        graddrop = self.graddrop
+        source = self.source
 
         def mask_hook(grad: torch.Tensor) -> torch.Tensor:
-            return graddrop.mask_(name, grad)
+            spec = source.spec(name)
+            return grad if spec is None else dispatch.apply_mask(spec, grad)
 
         return mask_hook

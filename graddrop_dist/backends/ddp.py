@@ -18,8 +18,8 @@ import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
 from graddrop_dist.backends.base import TensorHookAdapter
-from graddrop_dist.backends.compaction import Kept, pack_spans, unpack_spans
-from graddrop_dist.mask import canonical_name
+from graddrop_dist.backends.compaction import kept, pack_spans, unpack_spans
+from graddrop_dist.mask import canonical_name, dispatch
 
 
 class DDPAdapter(TensorHookAdapter):
@@ -34,7 +34,7 @@ class DDPAdapter(TensorHookAdapter):
 
     def install_masking(self) -> None:
         if self.model._comm_hooks:  # DDP keeps the hooks it was given here
-            if self.graddrop.config.compact:
+            if self.source.compact:
                 raise ValueError("graddrop.compact: this DDP model already has a "
                                  "communication hook, and compaction needs to be DDP's "
                                  "one; allowed: false, or a model without a comm hook")
@@ -43,16 +43,16 @@ class DDPAdapter(TensorHookAdapter):
             return
         self.mode = "comm hook"
         names = {id(param): canonical_name(name) for name, param in self.named_parameters()}
-        state = _BucketMasking(self.graddrop, names, self.model.process_group)
-        hook = _compact_allreduce if self.graddrop.config.compact else _mask_bucket_then_allreduce
+        state = _BucketMasking(self.source, names, self.model.process_group)
+        hook = _compact_allreduce if self.source.compact else _mask_bucket_then_allreduce
         self.model.register_comm_hook(state, hook)
         # DDP cannot unregister a comm hook: detach() turns it into the plain all-reduce.
         self._handles.append(state)
 
 
 class _BucketMasking:
-    def __init__(self, graddrop, names, process_group) -> None:
-        self.graddrop = graddrop
+    def __init__(self, source, names, process_group) -> None:
+        self.source = source
         self.names = names
         self.process_group = process_group
         self.active = True
@@ -64,10 +64,10 @@ class _BucketMasking:
 def _mask_bucket_then_allreduce(state: _BucketMasking, bucket):
     if state.active:
         for param, grad in zip(bucket.parameters(), bucket.gradients()):
-            name = state.names[id(param)]
-            if state.graddrop.may_be_masked(name):
+            spec = state.source.spec(state.names[id(param)])
+            if spec is not None:
                 flat = grad.view(-1)
-                state.graddrop.mask_(name, flat, out=flat)
+                dispatch.apply_mask(spec, flat, out=flat)
     return allreduce_hook(state.process_group, bucket)
 
 
@@ -78,7 +78,7 @@ def _compact_allreduce(state: _BucketMasking, bucket):
     if not state.active:
         return allreduce_hook(state.process_group, bucket)
     buffer = bucket.buffer()
-    pairs = [(grad.view(-1), Kept.of(state.graddrop, state.names[id(param)]))
+    pairs = [(grad.view(-1), kept(state.source.spec(state.names[id(param)]), 0, grad.numel()))
              for param, grad in zip(bucket.parameters(), bucket.gradients())]
     packed = torch.empty_like(buffer)
     packed = packed[:pack_spans(pairs, packed)].div_(dist.get_world_size(state.process_group))

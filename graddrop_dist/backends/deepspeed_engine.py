@@ -18,10 +18,10 @@ class DeepSpeedAdapter(TensorHookAdapter):
     backend = "deepspeed"
     distributed = True
 
-    def __init__(self, model, optimizer, graddrop) -> None:
-        if graddrop.config.compact:
+    def install(self, source) -> None:
+        if source.compact:
             raise ValueError(DEEPSPEED_COMPACT_ERROR)
-        super().__init__(model, optimizer, graddrop)
+        super().install(source)
 
     def named_parameters(self):
         return self.model.module.named_parameters()
@@ -35,7 +35,7 @@ class DeepSpeedAdapter(TensorHookAdapter):
     def install_step_counter(self) -> None:
         engine = self.model
         engine_step = engine.step
-        graddrop = self.graddrop
+        source = self.source
 
         def step(*args, **kwargs):
             before = engine.global_steps, engine.skipped_steps
@@ -43,7 +43,7 @@ class DeepSpeedAdapter(TensorHookAdapter):
             # global_steps also counts a step the engine skipped (an fp16 overflow, a
             # non-finite gradient): only an applied step moves the mask on.
             if engine.global_steps != before[0] and engine.skipped_steps == before[1]:
-                graddrop.optimizer_stepped()
+                source.optimizer_stepped()
             return result
 
         # An instance attribute shadows the method; remove() deletes it again.

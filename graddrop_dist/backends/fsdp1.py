@@ -23,8 +23,9 @@ from torch.distributed.algorithms._comm_hooks import default_hooks
 from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
 
 from graddrop_dist.backends.base import Adapter
-from graddrop_dist.backends.compaction import (Kept, compact_reduce_scatter, pack_spans,
-                                                padding, spans_of, unpack_spans)
+from graddrop_dist.backends.compaction import (Padding, compact_reduce_scatter, kept,
+                                                pack_spans, spans_of, unpack_spans)
+from graddrop_dist.mask import canonical_name, dispatch
 
 HYBRID = {ShardingStrategy.HYBRID_SHARD, ShardingStrategy._HYBRID_SHARD_ZERO2}
 
@@ -32,29 +33,31 @@ HYBRID = {ShardingStrategy.HYBRID_SHARD, ShardingStrategy._HYBRID_SHARD_ZERO2}
 class _UnitState(default_hooks.DefaultState):
     """DefaultState (gradient pre/post division) plus this unit's flat layout."""
 
-    def __init__(self, process_group, graddrop, segments, layout=()):
+    def __init__(self, process_group, source, segments, layout=()):
         super().__init__(process_group)
-        self.graddrop = graddrop
+        self.source = source
         self.segments = segments  # (name, start, numel) of the maskable parameters
         self.layout = layout  # (name or None for padding, start, numel): the whole buffer
 
 
 def _masking_hook(state: _UnitState, grad: torch.Tensor, output: torch.Tensor | None = None):
-    if state.graddrop.config.compact:
+    if state.source.compact:
         return _compact_hook(state, grad, output)
     for name, start, numel in state.segments:
-        segment = grad[start:start + numel]
-        state.graddrop.mask_(name, segment, out=segment)
+        spec = state.source.spec(name)
+        if spec is not None:
+            segment = grad[start:start + numel]
+            dispatch.apply_mask(spec, segment, offset=0, out=segment)
     if output is None:
         default_hooks.allreduce_hook(state, grad)
     else:
         default_hooks.reduce_scatter_hook(state, grad, output)
 
 
-def _kept_rows(state: _UnitState, total: int, rows: int) -> list[list[Kept]]:
+def _kept_rows(state: _UnitState, total: int, rows: int) -> list[list]:
     """Each shard's spans, in order: parameter pieces cut at shard boundaries, padding."""
     shard = total // rows
-    spans: list[list[Kept]] = [[] for _ in range(rows)]
+    spans: list[list] = [[] for _ in range(rows)]
     layout = list(state.layout)
     covered = sum(numel for *_, numel in layout)
     if covered < total:
@@ -64,8 +67,8 @@ def _kept_rows(state: _UnitState, total: int, rows: int) -> list[list[Kept]]:
         while position < start + numel:
             row = position // shard
             piece = min(start + numel, (row + 1) * shard) - position
-            spans[row].append(padding(piece) if name is None else
-                              Kept.of(state.graddrop, name, position - start, piece))
+            spans[row].append(Padding(piece) if name is None else
+                              kept(state.source.spec(name), position - start, piece))
             position += piece
     return spans
 
@@ -118,8 +121,8 @@ class FSDP1Adapter(Adapter):
     backend = "fsdp1"
     distributed = True
 
-    def __init__(self, model, optimizer, graddrop) -> None:
-        super().__init__(model, optimizer, graddrop)
+    def __init__(self, model, optimizer=None) -> None:
+        super().__init__(model, optimizer)
         for _, unit in _units(model):
             if unit.sharding_strategy in HYBRID:
                 raise ValueError(f"GradDrop under FSDP1: sharding_strategy "
@@ -146,24 +149,23 @@ class FSDP1Adapter(Adapter):
     def process_group(self):
         return self.model.process_group
 
-    def install(self) -> None:
-        from graddrop_dist.mask import canonical_name
-
+    def install(self, source) -> None:
+        self.source = source
         units = list(_units(self.model))
         layouts = [[(n and canonical_name(n), s, k)
                     for n, s, k in _segments(path, unit, with_padding=True)]
                    for path, unit in units]
-        maskable = [[seg for seg in layout if seg[0] and self.graddrop.may_be_masked(seg[0])]
+        maskable = [[seg for seg in layout if seg[0] and source.maskable(seg[0])]
                     for layout in layouts]
         if any(maskable):
             from torch.distributed.fsdp._traversal_utils import _get_fsdp_states
 
             self.model.register_comm_hook(None, _masking_hook)
             for state in _get_fsdp_states(self.model):  # units without parameters too
-                state._comm_hook_state = _UnitState(state.process_group, self.graddrop, [])
+                state._comm_hook_state = _UnitState(state.process_group, source, [])
             for (_, unit), segments, layout in zip(units, maskable, layouts):
-                unit._comm_hook_state = _UnitState(unit.process_group, self.graddrop,
-                                                   segments, layout)
+                unit._comm_hook_state = _UnitState(unit.process_group, source, segments,
+                                                   layout)
             self._handles.append(_UnregisterCommHooks(self.model))
         self.install_step_counter()
 

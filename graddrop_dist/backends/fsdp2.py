@@ -27,14 +27,14 @@ from torch.distributed.fsdp import FSDPModule
 from torch.distributed.fsdp._fully_shard._fsdp_collectives import DefaultReduceScatter
 
 from graddrop_dist.backends.base import Adapter
-from graddrop_dist.backends.compaction import Kept, compact_reduce_scatter, padding
-from graddrop_dist.mask import canonical_name
+from graddrop_dist.backends.compaction import Padding, compact_reduce_scatter, kept
+from graddrop_dist.mask import canonical_name, dispatch
 
 
 class MaskingReduceScatter(DefaultReduceScatter):
-    def __init__(self, graddrop, group_params) -> None:
+    def __init__(self, source, group_params) -> None:
         super().__init__()
-        self.graddrop = graddrop
+        self.source = source
         self.group_params = group_params  # [(canonical name, FSDPParam)] of one group
 
     def layout(self, world_size: int):
@@ -60,15 +60,16 @@ class MaskingReduceScatter(DefaultReduceScatter):
                 f"{[name for name, *_ in spans]}); a parameter's requires_grad changed "
                 "after fully_shard, which GradDrop cannot follow")
         rows = input_tensor.view(world_size, -1)
-        if self.graddrop.config.compact:
+        if self.source.compact:
             return self._compacted(output_tensor, rows, spans, group, op)
         for rank in range(world_size):
             position = 0
             for name, numel, chunk in spans:
                 real = max(0, min(chunk, numel - rank * chunk))  # the rest is padding
-                if real and self.graddrop.may_be_masked(name):
+                spec = self.source.spec(name) if real else None
+                if spec is not None:
                     span = rows[rank, position:position + real]
-                    self.graddrop.mask_(name, span, offset=rank * chunk, out=span)
+                    dispatch.apply_mask(spec, span, offset=rank * chunk, out=span)
                 position += chunk
         return super().__call__(output_tensor, input_tensor, group, op, async_op)
 
@@ -77,9 +78,10 @@ class MaskingReduceScatter(DefaultReduceScatter):
         """One rank: the buffer is every parameter of the group, whole and unpadded."""
         position = 0
         for name, numel, _ in self.layout(1):
-            if self.graddrop.may_be_masked(name):
+            spec = self.source.spec(name)
+            if spec is not None:
                 span = buffer[position:position + numel]
-                self.graddrop.mask_(name, span, out=span)
+                dispatch.apply_mask(spec, span, out=span)
             position += numel
 
     def _compacted(self, output_tensor, rows, spans, group, op):
@@ -88,14 +90,14 @@ class MaskingReduceScatter(DefaultReduceScatter):
         world_size = rows.shape[0]
         kept_rows = []
         for rank in range(world_size):
-            kept = []
+            described = []
             for name, numel, chunk in spans:
                 real = max(0, min(chunk, numel - rank * chunk))  # the rest is padding
                 if real:
-                    kept.append(Kept.of(self.graddrop, name, rank * chunk, real))
+                    described.append(kept(self.source.spec(name), rank * chunk, real))
                 if chunk > real:
-                    kept.append(padding(chunk - real))
-            kept_rows.append(kept)
+                    described.append(Padding(chunk - real))
+            kept_rows.append(described)
         compact_reduce_scatter(output_tensor.view(-1), rows, kept_rows, group, op)
         return None
 
@@ -133,7 +135,7 @@ class FSDP2Adapter(Adapter):
                                      f"dim 0, got Shard({placement.dim})")
                 params.append((names[id(fsdp_param.sharded_param)], fsdp_param))
             module.set_reduce_scatter_unused_params(True, recurse=False)
-            masking = MaskingReduceScatter(self.graddrop, params)
+            masking = MaskingReduceScatter(self.source, params)
             if group.mesh_info.shard_mesh_size == 1:
                 # One rank: FSDP2 copies the buffer instead of reduce-scattering it, and
                 # the first thing to see the copy is the all-reduce hook.

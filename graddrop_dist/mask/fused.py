@@ -1,5 +1,5 @@
-"""The fast paths: on CPU the C kernel in `_kernel.c`, built once per machine and loaded by
-ctypes; on CUDA the Triton kernel of `triton_kernel.py` (fp32, bf16, fp16).
+"""The CPU fast path: the C kernel in `_kernel.c`, built once per machine and loaded by
+ctypes (fp32, bf16). `dispatch.py` decides when it is used.
 
 Why not a torch C++ extension: it needs the torch headers and takes ~45 s to build on two
 cores, in every fresh CI run and on every cluster node; this file needs only a C compiler
@@ -24,13 +24,7 @@ from pathlib import Path
 import torch
 
 from graddrop_dist.fs import cache_root, staged_file
-from graddrop_dist.mask.counter_hash import (
-    check_drop_rate,
-    mask_key,
-    reference_keep_mask,
-    reference_mask_gradient,
-    rescale_factor,
-)
+from graddrop_dist.mask.counter_hash import MaskKey
 
 _SOURCE = Path(__file__).with_name("_kernel.c")
 _CFLAGS = ("-O3", "-shared", "-fPIC", "-fno-strict-aliasing")
@@ -138,40 +132,13 @@ def _run_chunked(numel: int, call) -> None:
         future.result()
 
 
-_TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+def handles(tensor: torch.Tensor) -> bool:
+    """Whether the C kernel masks this tensor (CPU, fp32 or bf16, kernel built)."""
+    return tensor.device.type == "cpu" and tensor.dtype in _DTYPE_CODES and fused_available()
 
 
-def _use_triton(tensor: torch.Tensor) -> bool:
-    """CUDA tensors go through the Triton kernel (GRADDROP_KERNEL=reference turns it off)."""
-    if tensor.device.type != "cuda" or kernel_mode() == "reference":
-        return False
-    from graddrop_dist.mask.triton_kernel import triton_available  # imports triton
-
-    return triton_available()
-
-
-def _use_kernel(tensor: torch.Tensor) -> bool:
-    return tensor.device.type == "cpu" and fused_available()
-
-
-def keep_mask(numel: int, *, seed: int, stream: int, name: str, drop_rate: float,
-              offset: int = 0, device: torch.device | str | None = None,
-              block: int = 1) -> torch.Tensor:
-    """Bool tensor: element i is True when global element `offset + i` of `name` is kept.
-
-    `block` > 1 shares one draw among `block` consecutive global elements (row or whole
-    tensor granularity). Sharding-invariant: keep_mask(N)[a:b] == keep_mask(b-a, offset=a).
-    """
-    key = mask_key(seed=seed, stream=stream, name=name, drop_rate=drop_rate)
-    probe = torch.empty(0, device=device)
-    if _use_triton(probe) and 0 < key.threshold < 2**32 and offset >= 0 and block >= 1:
-        from graddrop_dist.mask.triton_kernel import triton_keep
-
-        return triton_keep(numel, key, offset=offset, block=block, device=probe.device)
-    if not _use_kernel(probe) or key.threshold in (0, 2**32) or numel == 0:
-        return reference_keep_mask(numel, seed=seed, stream=stream, name=name,
-                                   drop_rate=drop_rate, offset=offset, block=block,
-                                   device=device)
+def fused_keep(numel: int, key: MaskKey, *, offset: int, block: int) -> torch.Tensor:
+    """Keep bits of global elements [offset, offset + numel), on the CPU."""
     if offset < 0 or block < 1:
         raise ValueError(f"offset must be >= 0 and block >= 1, got {offset}, {block}")
     keep = torch.empty(numel, dtype=torch.bool)
@@ -186,43 +153,12 @@ def keep_mask(numel: int, *, seed: int, stream: int, name: str, drop_rate: float
     return keep
 
 
-def mask_gradient(grad: torch.Tensor, *, seed: int, stream: int, name: str,
-                  drop_rate: float, rescale: bool = False, offset: int = 0, block: int = 1,
-                  out: torch.Tensor | None = None) -> torch.Tensor:
-    """Masked (and optionally rescaled) gradient, one pass over memory on CPU.
-
-    Writes into `out` (which may be `grad` itself for in-place masking) or a new tensor.
-    Element j of `grad` is global element `offset + j` of parameter `name`.
-    """
-    check_drop_rate(drop_rate)
-    if out is None:
-        out = torch.empty_like(grad, memory_format=torch.contiguous_format)
-    elif out.shape != grad.shape or out.dtype != grad.dtype or not out.is_contiguous():
-        raise ValueError("out must be a contiguous tensor with grad's shape and dtype")
-    if drop_rate == 0.0:
-        return out.copy_(grad) if out is not grad else out
-    if drop_rate == 1.0:
-        return out.zero_()
-    source = grad if grad.is_contiguous() else grad.contiguous()
-    if grad.dtype in _TRITON_DTYPES and _use_triton(grad):
-        key = mask_key(seed=seed, stream=stream, name=name, drop_rate=drop_rate)
-        if key.threshold >= 2**32:
-            return out.zero_()
-        from graddrop_dist.mask.triton_kernel import triton_mask
-
-        return triton_mask(source, out, key, offset=offset, block=block,
-                           scale=rescale_factor(drop_rate, rescale))
-    if grad.dtype not in _DTYPE_CODES or not _use_kernel(grad):
-        masked = reference_mask_gradient(source, seed=seed, stream=stream, name=name,
-                                         drop_rate=drop_rate, rescale=rescale,
-                                         offset=offset, block=block)
-        return out.copy_(masked)
-    key = mask_key(seed=seed, stream=stream, name=name, drop_rate=drop_rate)
-    if key.threshold >= 2**32:  # p so close to 1 that it rounds to "drop all"
-        return out.zero_()
-    scale = rescale_factor(drop_rate, rescale)
+def fused_mask(source: torch.Tensor, out: torch.Tensor, key: MaskKey, *, offset: int,
+               block: int, scale: float) -> torch.Tensor:
+    """One pass: `out` (may be `source`) gets source's kept values times `scale`, +0.0
+    elsewhere. Both contiguous, same shape and dtype."""
     size = source.element_size()
-    src, dst, code = source.data_ptr(), out.data_ptr(), _DTYPE_CODES[grad.dtype]
+    src, dst, code = source.data_ptr(), out.data_ptr(), _DTYPE_CODES[source.dtype]
     library = _load()
 
     def call(start: int, stop: int) -> None:
@@ -234,39 +170,19 @@ def mask_gradient(grad: torch.Tensor, *, seed: int, stream: int, name: str,
     return out
 
 
-def _packable(tensor: torch.Tensor, key) -> bool:
-    return (tensor.dtype in _DTYPE_CODES and tensor.is_contiguous() and _use_kernel(tensor)
-            and 0 < key.threshold < 2**32)
-
-
-def compress(span: torch.Tensor, out: torch.Tensor, *, seed: int, stream: int, name: str,
-             drop_rate: float, rescale: bool = False, offset: int = 0,
-             block: int = 1) -> int | None:
-    """Pack the kept values of a flat span, in order (times 1/(1-p) with rescale), at the
-    start of `out` (contiguous, same dtype, room for the whole span), in one pass and
-    without a mask in memory; returns how many, or None where the kernel does not apply
-    (use the keep bits instead). Element j of the span is global element offset + j."""
-    key = mask_key(seed=seed, stream=stream, name=name, drop_rate=drop_rate)
-    if not (_packable(span, key) and out.dtype == span.dtype and out.is_contiguous()
-            and out.numel() >= span.numel()):
-        return None
-    scale = rescale_factor(drop_rate, rescale)
+def fused_compress(span: torch.Tensor, out: torch.Tensor, key: MaskKey, *, offset: int,
+                   block: int, scale: float) -> int:
+    """Pack the kept values of a flat span (times `scale`) at the start of `out`, in one
+    pass with no mask in memory; returns how many."""
     return _load().graddrop_compress(
         span.data_ptr(), out.data_ptr(), _DTYPE_CODES[span.dtype], span.numel(), offset,
         block, key.k0, key.k1, key.threshold, scale, int(scale != 1.0))
 
 
-def expand(packed: torch.Tensor, out: torch.Tensor, *, seed: int, stream: int, name: str,
-           drop_rate: float, offset: int = 0, block: int = 1) -> bool:
-    """Write packed values back where the mask keeps elements of `out` (a flat span),
-    +0.0 elsewhere; False where the kernel does not apply."""
-    key = mask_key(seed=seed, stream=stream, name=name, drop_rate=drop_rate)
-    if not (_packable(out, key) and packed.dtype == out.dtype and packed.is_contiguous()):
-        return False
-    used = _load().graddrop_expand(packed.data_ptr(), packed.numel(), out.data_ptr(),
+def fused_expand(packed: torch.Tensor, out: torch.Tensor, key: MaskKey, *, offset: int,
+                 block: int) -> int:
+    """Write packed values where the mask keeps elements of the flat span `out`, +0.0
+    elsewhere; returns how many values the mask keeps there."""
+    return _load().graddrop_expand(packed.data_ptr(), packed.numel(), out.data_ptr(),
                                    _DTYPE_CODES[out.dtype], out.numel(), offset, block,
                                    key.k0, key.k1, key.threshold)
-    if used != packed.numel():
-        raise RuntimeError(f"GradDrop expand of {name}: the mask keeps {used} elements, "
-                           f"{packed.numel()} values were received")
-    return True

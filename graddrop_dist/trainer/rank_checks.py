@@ -17,7 +17,8 @@ from graddrop_dist.trainer.config import JobConfig
 def agree_on_job(config: JobConfig, train_data, eval_data) -> None:
     """Every rank must run the same job on the same data with the same code."""
     import graddrop_dist
-    from graddrop_dist.dist.agreement import mask_code_version, raise_on_disagreement
+    from graddrop_dist.dist.agreement import raise_on_disagreement
+    from graddrop_dist.mask import mask_code_version
 
     digest = hashlib.sha256()
     for feature in train_data.features:
@@ -32,20 +33,18 @@ def agree_on_job(config: JobConfig, train_data, eval_data) -> None:
         "code versions": f"graddrop-dist {graddrop_dist.__version__} (mask "
                          f"{mask_code_version()}), torch {torch.__version__}, transformers "
                          f"{version('transformers')}, deepspeed {version('deepspeed')}"})
-    raise_on_disagreement(payload, "about the job")
+    raise_on_disagreement(payload, "ranks disagree about the job")
 
 
 def write_rank_record(output: Path, rank: int, world_size: int, graddrop, device) -> None:
     """ranks/rank<r>.json: how this rank was found, where it computed, and the
     fingerprint of its last masks, so anyone can check after the fact that every rank
     drew the same masks."""
-    from graddrop_dist.dist.agreement import mask_fingerprint
-
     record = {"rank": rank, "world_size": world_size,
               "discovered_by": os.environ.get("GRADDROP_RANK_SOURCE", "unknown"),
               "host": os.uname().nodename, "device": str(device),
               "optimizer_steps": graddrop.step, "seed": graddrop.config.seed,
-              "last_mask_fingerprint": mask_fingerprint(graddrop, max(graddrop.step - 1, 0))}
+              "last_mask_fingerprint": graddrop.fingerprint(max(graddrop.step - 1, 0))}
     folder = output / "ranks"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"rank{rank}.json").write_text(json.dumps(record, indent=1))

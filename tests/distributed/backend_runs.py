@@ -8,6 +8,7 @@ import json
 import torch
 
 from graddrop_dist import GradDrop
+from graddrop_dist.mask import dispatch
 from graddrop_dist.parallel import Backend, TrainSettings, wrap
 from scenario import (ACCUM, DS_CONFIGS, MaskRecorder, graddrop_config, micro_batches,
                       new_model, new_optimizer)
@@ -75,6 +76,7 @@ def train_cases(rank, world_size, backend, cases, sabotage=None, verify_every=0)
         recorder = MaskRecorder(graddrop)
         for micro in micro_batches(rank, world_size):
             run.train_step(micro)
+        recorder.close()
         parameters = {n: p.float() for n, p in run.full_parameters().items()}
         results.append((parameters if rank == 0 else None, recorder.masks))
         graddrop.detach()
@@ -83,17 +85,17 @@ def train_cases(rank, world_size, backend, cases, sabotage=None, verify_every=0)
 
 
 def _use_rank_dependent_rng(graddrop, rank):
-    """The bug the suite must catch: masks from a generator seeded per rank."""
-
-    def mask_(name, grad, *, offset=0, out=None):
-        stream, rate = graddrop.schedule(name)
-        if rate == 0.0:
-            return grad if out is None else out.copy_(grad)
-        key = json.dumps([rank, name, graddrop.step, offset]).encode()
+    """The bug the suite must catch: masks from a generator seeded per rank, in place of
+    the counter-based mask, wherever a backend applies one."""
+    def rank_dependent(spec, grad, *, offset=0, out=None):
+        key = json.dumps([rank, spec.name, graddrop.step, offset]).encode()
         generator = torch.Generator().manual_seed(
             int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1)
-        keep = torch.rand(grad.shape, generator=generator) >= rate
+        keep = torch.rand(grad.shape, generator=generator) >= spec.rate
         masked = torch.where(keep, grad, torch.zeros((), dtype=grad.dtype))
+        dispatch.announce(spec, offset, grad.numel())
         return masked if out is None else out.copy_(masked)
 
-    graddrop.mask_ = mask_
+    # Only in this rank's process (forked): the module attribute every adapter calls, and
+    # the recorder too, so what it records is what this rank applied.
+    dispatch.apply_mask = rank_dependent

@@ -3,12 +3,12 @@ on several ranks: tiny XLM-R, fixed global batches, AdamW, gradient accumulation
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 import torch
 
 from graddrop_dist import GradDrop, GradDropConfig
+from graddrop_dist.mask import dispatch
 from tiny_models import fixed_batches, tiny_xlmr
 
 STEPS = 3
@@ -43,67 +43,33 @@ def micro_batches(rank: int = 0, world_size: int = 1):
 
 
 class MaskRecorder:
-    """Records the keep bits GradDrop actually applies, whatever implementation is active,
-    by masking a tensor of ones with the same call: {(step, name): bool[numel]}. The
-    compacting hooks pack by `Kept.of` spans (fused kernel or row gather): the bits of
-    each span are recorded too (their application is checked by the parameters and by
-    tests/unit/test_compaction.py)."""
+    """Records the keep bits GradDrop actually applies, whatever implementation and
+    whatever backend path is active (masked in place, out of place, or packed for a
+    compacted collective): the mask dispatch announces every span, and the recorder masks a
+    tensor of ones with the same call to see its bits. {(step, name): bool[numel]}."""
 
     def __init__(self, graddrop: GradDrop) -> None:
         self.graddrop = graddrop
         self.masks: dict = {}
-        self.covered: dict = defaultdict(int)
-        applied = graddrop.mask_
+        self._busy = False
+        self._recording = dispatch.recording(self._record)
+        self._recording.__enter__()
 
-        def recording_mask_(name, grad, *, offset=0, out=None):
-            probe = applied(name, torch.ones(grad.numel()), offset=offset)
-            key = (graddrop.step, name)
-            if key not in self.masks:
-                self.masks[key] = torch.ones(graddrop.plans[name].numel, dtype=torch.bool)
-            self.masks[key][offset:offset + grad.numel()] = probe.view(-1) != 0
-            return applied(name, grad, offset=offset, out=out)
-
-        graddrop.mask_ = recording_mask_
-        keep_mask = graddrop.keep_mask
-
-        def recording_keep_mask(name, step=None):
-            bits = keep_mask(name, step)
-            if step is None:
-                self.masks[(graddrop.step, name)] = bits.reshape(-1).clone()
-            return bits
-
-        graddrop.keep_mask = recording_keep_mask
-        graddrop.kept_recorder = self._record_span
-        _record_compaction()
-
-    def _record_span(self, name, start, length):
-        """A span that communication compaction packs: record the bits it is keyed by."""
-        graddrop = self.graddrop
-        if not graddrop.may_be_masked(name):
+    def _record(self, spec, offset, length) -> None:
+        if self._busy:  # the probe below is announced too
             return
-        key = (graddrop.step, name)
+        self._busy = True
+        try:
+            probe = dispatch.apply_mask(spec, torch.ones(length), offset=offset)
+        finally:
+            self._busy = False
+        key = (self.graddrop.step, spec.name)
         if key not in self.masks:
-            self.masks[key] = torch.ones(graddrop.plans[name].numel, dtype=torch.bool)
-        self.masks[key][start:start + length] = graddrop.keep_bits(name, start, length)
+            self.masks[key] = torch.ones(self.graddrop.plans[spec.name].numel, dtype=torch.bool)
+        self.masks[key][offset:offset + length] = probe != 0
 
-
-def _record_compaction() -> None:
-    """Wrap Kept.of once per process: each span is reported to its GradDrop's recorder."""
-    from graddrop_dist.backends.compaction import Kept
-
-    if getattr(Kept.of, "recording", False):
-        return
-    original = Kept.of.__func__
-
-    def of(cls, graddrop, name, start=0, length=None):
-        kept = original(cls, graddrop, name, start, length)
-        recorder = getattr(graddrop, "kept_recorder", None)
-        if recorder is not None:
-            recorder(name, start, kept.length)
-        return kept
-
-    of.recording = True
-    Kept.of = classmethod(of)
+    def close(self) -> None:
+        self._recording.__exit__(None, None, None)
 
 
 def new_model():
@@ -128,6 +94,7 @@ def train_reference(case: dict):
         for batch in step:
             (model(**batch).loss / ACCUM).backward()
         optimizer.step()
+    recorder.close()
     return {n: p.detach().clone() for n, p in model.named_parameters()}, recorder.masks
 
 

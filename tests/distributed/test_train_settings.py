@@ -48,6 +48,7 @@ def train(rank, world_size, backend, options: dict) -> dict:
         except NonFiniteGradient as stopped:
             error = str(stopped)
             break
+    recorder.close()
     parameters = {name: p.float() for name, p in run.full_parameters().items()}
     result = dict(parameters=parameters if rank == 0 else None, masks=recorder.masks,
                   step=graddrop.step, skipped=run.skipped_steps, overflows=run.overflow_steps,

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from graddrop_dist import GradDrop, GradDropConfig
-from graddrop_dist.backends.compaction import Kept, padding
+from graddrop_dist.backends.compaction import KeptBlocks, Padding, Whole, kept
+from graddrop_dist.mask import dispatch
 
 
 def pack(kept, span):
@@ -31,15 +32,16 @@ def test_pack_then_unpack_is_masking_in_place(granularity, rescale, span, dtype)
     start, length = span
     grad = torch.randn(960).to(dtype)
     window = grad[start:start + (length or 960)]
-    expected = graddrop.mask_(name, window.clone(), offset=start)
-    kept = Kept.of(graddrop, name, start, length)
-    values = pack(kept, window)
-    assert values.numel() == kept.count == int((expected != 0).sum())
+    spec = graddrop.spec(name)
+    expected = dispatch.apply_mask(spec, window.clone(), offset=start)
+    described = kept(spec, start, length or 960)
+    values = pack(described, window)
+    assert values.numel() == described.count == int((expected != 0).sum())
     block = {"element": 1, "row": 24, "tensor": 960}[granularity]
     aligned = start % block == 0 and (length or 960) % block == 0
-    assert (kept.blocks is not None) == (block > 1 and aligned)  # rows gathered whole
+    assert isinstance(described, KeptBlocks) == (block > 1 and aligned)  # rows gathered whole
     out = torch.full_like(window, float("nan"))
-    kept.unpack(out, values)
+    described.unpack(out, values)
     bits = torch.int32 if dtype == torch.float32 else torch.int16
     assert torch.equal(out.view(bits), expected.view(bits))
 
@@ -47,10 +49,10 @@ def test_pack_then_unpack_is_masking_in_place(granularity, rescale, span, dtype)
 def test_fused_and_selecting_paths_pack_the_same_values(monkeypatch):
     graddrop = _attached(rescale=True)
     grad = torch.randn(960)
-    fused = Kept.of(graddrop, "0.weight", 100, 700)
+    fused = kept(graddrop.spec("0.weight"), 100, 700)
     values = pack(fused, grad[100:800])
     monkeypatch.setenv("GRADDROP_KERNEL", "reference")  # the kernel steps aside
-    selecting = Kept.of(graddrop, "0.weight", 100, 700)
+    selecting = kept(graddrop.spec("0.weight"), 100, 700)
     assert torch.equal(pack(selecting, grad[100:800]), values)
     assert fused.count == selecting.count == values.numel()
 
@@ -58,9 +60,10 @@ def test_fused_and_selecting_paths_pack_the_same_values(monkeypatch):
 def test_unmasked_parameter_and_padding():
     graddrop = _attached(include=("0.*",))
     grad = torch.randn(120)
-    everything = Kept.of(graddrop, "1.weight")
+    everything = kept(graddrop.spec("1.weight"), 0, 120)
+    assert isinstance(everything, Whole) and graddrop.spec("1.weight") is None
     assert everything.count == 120 and torch.equal(pack(everything, grad), grad)
-    gap = padding(5)
+    gap = Padding(5)
     assert gap.count == 0 and pack(gap, torch.randn(5)).numel() == 0
     out = torch.ones(5)
     gap.unpack(out, torch.zeros(0))
@@ -68,14 +71,14 @@ def test_unmasked_parameter_and_padding():
 
 
 def test_expand_refuses_a_packed_buffer_of_the_wrong_length():
-    from graddrop_dist.mask.fused import compress, expand
+    from graddrop_dist.mask.spec import MaskSpec
 
-    key = dict(seed=1, stream=2, name="w", drop_rate=0.5)
+    spec = MaskSpec(seed=1, stream=2, name="w", rate=0.5)
     span = torch.randn(1000)
     room = torch.empty(1000)
-    packed = room[:compress(span, room, **key)]
+    packed = room[:dispatch.compress(spec, span, room)]
     out = torch.empty(1000)
-    assert expand(packed, out, **key)
+    assert dispatch.expand(spec, packed, out)
     assert torch.equal(out, torch.where(out != 0, span, 0.0))
     with pytest.raises(RuntimeError, match="values were received"):
-        expand(packed[:-1].clone(), out, **key)
+        dispatch.expand(spec, packed[:-1].clone(), out)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from graddrop_dist import GradDrop, GradDropConfig
+from graddrop_dist.mask import dispatch
 from graddrop_dist.variants import is_trainable, layer_index, plan_parameter
 from tiny_models import fixed_batches, tiny_xlmr
 
@@ -76,7 +77,9 @@ def test_layer_graddrop_rate_is_linear_in_depth():
 def test_childtuning_f_rescales_kept_gradients():
     _, _, graddrop = attached(method="childtuning-f", drop_rate=0.75)
     grad = torch.ones(64, 32)
-    masked = graddrop.mask_(LAYER0, grad)
+    spec = graddrop.spec(LAYER0)
+    assert (spec.rate, spec.rescale, spec.scale) == (0.75, True, 4.0)
+    masked = dispatch.apply_mask(spec, grad)
     assert set(masked.unique().tolist()) == {0.0, 4.0}
 
 

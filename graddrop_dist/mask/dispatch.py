@@ -1,0 +1,146 @@
+"""The one place that chooses how a mask is computed: Triton on CUDA, the C kernel on the
+CPU (fp32, bf16), the torch reference otherwise or under GRADDROP_KERNEL=reference. All
+three give the same bits (tests/unit/test_mask_*.py).
+
+Every application of a mask to gradient values is announced to the recorders (`recording`):
+what the tests use to see which bits each backend applied, at which offsets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+import torch
+
+from graddrop_dist.mask import fused
+from graddrop_dist.mask.counter_hash import reference_keep_mask, reference_mask_gradient
+from graddrop_dist.mask.spec import MaskSpec
+
+_TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_recorders: list[Callable[[MaskSpec, int, int], None]] = []
+
+
+def _triton_handles(tensor: torch.Tensor) -> bool:
+    if tensor.device.type != "cuda" or fused.kernel_mode() == "reference":
+        return False
+    from graddrop_dist.mask.triton_kernel import triton_available  # imports triton
+
+    return triton_available() and tensor.dtype in _TRITON_DTYPES
+
+
+# ------------------------------------------------------------------------------ recorders
+@contextlib.contextmanager
+def recording(recorder: Callable[[MaskSpec, int, int], None]) -> Iterator[None]:
+    """Within the block, recorder(spec, offset, length) hears of every span a mask is
+    applied to (masked in place or out of place, or packed for a collective)."""
+    _recorders.append(recorder)
+    try:
+        yield
+    finally:
+        _recorders.remove(recorder)
+
+
+def announce(spec: MaskSpec, offset: int, length: int) -> None:
+    for recorder in list(_recorders):
+        recorder(spec, offset, length)
+
+
+# ------------------------------------------------------------------------------ the bits
+def keep_bits(spec: MaskSpec, length: int, *, offset: int = 0,
+              device: torch.device | str | None = None) -> torch.Tensor:
+    """Bool tensor: element i is True when global element `offset + i` is kept."""
+    probe = torch.empty(0, device=device)
+    interior = not (spec.keeps_all or spec.drops_all) and length > 0
+    if interior and _triton_handles(probe.float()) and offset >= 0:
+        from graddrop_dist.mask.triton_kernel import triton_keep
+
+        return triton_keep(length, spec.key, offset=offset, block=spec.block,
+                           device=probe.device)
+    if interior and probe.device.type == "cpu" and fused.fused_available():
+        return fused.fused_keep(length, spec.key, offset=offset, block=spec.block)
+    return reference_keep_mask(length, seed=spec.seed, stream=spec.stream, name=spec.name,
+                               drop_rate=spec.rate, offset=offset, block=spec.block,
+                               device=device)
+
+
+def apply_mask(spec: MaskSpec, grad: torch.Tensor, *, offset: int = 0,
+               out: torch.Tensor | None = None) -> torch.Tensor:
+    """The masked gradient (kept values times spec.scale, +0.0 elsewhere) in `out`, which
+    may be `grad` itself, or in a new tensor. Element j is global element offset + j."""
+    if out is None:
+        out = torch.empty_like(grad, memory_format=torch.contiguous_format)
+    elif out.shape != grad.shape or out.dtype != grad.dtype or not out.is_contiguous():
+        raise ValueError("out must be a contiguous tensor with grad's shape and dtype")
+    announce(spec, offset, grad.numel())
+    if spec.rate == 0.0:
+        return out.copy_(grad) if out is not grad else out
+    if spec.drops_all:
+        return out.zero_()
+    source = grad if grad.is_contiguous() else grad.contiguous()
+    if _triton_handles(grad):
+        from graddrop_dist.mask.triton_kernel import triton_mask
+
+        return triton_mask(source, out, spec.key, offset=offset, block=spec.block,
+                           scale=spec.scale)
+    if fused.handles(grad):
+        return fused.fused_mask(source, out, spec.key, offset=offset, block=spec.block,
+                                scale=spec.scale)
+    return out.copy_(reference_mask_gradient(
+        source, seed=spec.seed, stream=spec.stream, name=spec.name, drop_rate=spec.rate,
+        rescale=spec.rescale, offset=offset, block=spec.block))
+
+
+# ------------------------------------------------------------------------------ packing
+def _packs(tensor: torch.Tensor, spec: MaskSpec) -> bool:
+    return (tensor.is_contiguous() and fused.handles(tensor)
+            and not (spec.keeps_all or spec.drops_all))
+
+
+def compress(spec: MaskSpec, span: torch.Tensor, out: torch.Tensor, *,
+             offset: int = 0) -> int | None:
+    """Pack the kept values of a flat span, in order (times spec.scale), at the start of
+    `out` (contiguous, same dtype, room for the whole span) in one pass, with no mask in
+    memory; how many, or None where only the keep bits can do it (then use keep_bits)."""
+    if not (_packs(span, spec) and out.dtype == span.dtype and out.is_contiguous()
+            and out.numel() >= span.numel()):
+        return None
+    return fused.fused_compress(span, out, spec.key, offset=offset, block=spec.block,
+                                scale=spec.scale)
+
+
+def expand(spec: MaskSpec, packed: torch.Tensor, out: torch.Tensor, *,
+           offset: int = 0) -> bool:
+    """Write packed values back where the mask keeps elements of `out` (a flat span), +0.0
+    elsewhere; False where the kernel does not apply (then use keep_bits)."""
+    if not (_packs(out, spec) and packed.dtype == out.dtype and packed.is_contiguous()):
+        return False
+    used = fused.fused_expand(packed, out, spec.key, offset=offset, block=spec.block)
+    if used != packed.numel():
+        raise RuntimeError(f"GradDrop expand of {spec.name}: the mask keeps {used} elements, "
+                           f"{packed.numel()} values were received")
+    return True
+
+
+# ------------------------------------------------------------------------------ the API
+def keep_mask(numel: int, *, seed: int, stream: int, name: str, drop_rate: float,
+              offset: int = 0, device: torch.device | str | None = None,
+              block: int = 1) -> torch.Tensor:
+    """Bool tensor: element i is True when global element `offset + i` of `name` is kept.
+
+    `block` > 1 shares one draw among `block` consecutive global elements (row or whole
+    tensor granularity). Sharding-invariant: keep_mask(N)[a:b] == keep_mask(b-a, offset=a).
+    """
+    spec = MaskSpec.of(seed=seed, stream=stream, name=name, drop_rate=drop_rate,
+                       block=block)
+    return keep_bits(spec, numel, offset=offset, device=device)
+
+
+def mask_gradient(grad: torch.Tensor, *, seed: int, stream: int, name: str,
+                  drop_rate: float, rescale: bool = False, offset: int = 0, block: int = 1,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
+    """Masked (and optionally rescaled) gradient, one pass over memory where a kernel
+    applies. Writes into `out` (which may be `grad` itself) or a new tensor."""
+    spec = MaskSpec.of(seed=seed, stream=stream, name=name, drop_rate=drop_rate,
+                       block=block, rescale=rescale)
+    return apply_mask(spec, grad, offset=offset, out=out)
