@@ -35,7 +35,7 @@ def job_for(base: dict, backend: str, precision: str, steps: int, folder: Path) 
 
 def run_one(data: dict, device: torch.device) -> dict:
     from graddrop_dist.trainer.config import JobConfig
-    from graddrop_dist.trainer.loop import run_job
+    from graddrop_dist.trainer.job import run_job
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -44,9 +44,10 @@ def set_rng_state(state: dict, device: torch.device) -> None:
 
 
 class Checkpointer:
-    def __init__(self, root: Path, *, rank: int, world_size: int, keep: int) -> None:
+    def __init__(self, root: Path, context, *, keep: int) -> None:
+        """context: this rank (graddrop_dist.dist.context.RankContext)."""
         self.root = Path(root)
-        self.rank, self.world_size, self.keep = rank, world_size, keep
+        self.rank, self.world_size, self.keep = context.rank, context.world_size, keep
 
     # -------------------------------------------------------------- save
     def save(self, backend, step: int, trainer_state: dict) -> Path:

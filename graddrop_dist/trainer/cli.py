@@ -77,7 +77,7 @@ def main(argv=None) -> int:
         preflight(config, rank=info.rank, world_size=info.world_size, device=device,
                   dry_run=args.dry_run)
         from graddrop_dist.tasks import reads_the_hub
-        from graddrop_dist.trainer.loop import load_job_task
+        from graddrop_dist.trainer.inputs import load_job_task
 
         task = None  # data files are checked before any process group; a dry run does
         if not (args.dry_run and reads_the_hub(config.task.name, config.task.data_dir)):
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
         export_rank_env(info)
         process_group.start(device, config.backend.timeout_s)
     from graddrop_dist.dist.agreement import RankDisagreement
-    from graddrop_dist.trainer.loop import run_job
+    from graddrop_dist.trainer.job import run_job
 
     try:
         run_job(config, rank=info.rank, world_size=info.world_size, resume=args.resume,

@@ -14,21 +14,11 @@ rank runs the same number of steps (a collective never waits on a rank that has 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-IGNORE_INDEX = -100
-
-
-@dataclass
-class Encoded:
-    features: list[dict] = field(default_factory=list)
-    extra: dict = field(default_factory=dict)  # kind-specific (QA offsets, example ids)
-
-    def __len__(self) -> int:
-        return len(self.features)
-
+from graddrop_dist.tasks.heads import IGNORE_INDEX, Encoded
 
 def collate(data: Encoded, rows: list[int], pad_id: int) -> dict[str, torch.Tensor]:
     """Pad to the longest row of this micro-batch."""

@@ -14,12 +14,13 @@ import torch
 import torch.distributed as dist
 
 from graddrop_dist.parallel.device import move_batch
-from graddrop_dist.trainer.data import Encoded, collate
-from graddrop_dist.trainer.kinds import LABEL_KEYS
+from graddrop_dist.tasks.heads import Encoded
+from graddrop_dist.trainer.data import collate
+from graddrop_dist.tasks.heads import LABEL_KEYS
 
 
 @torch.no_grad()
-def predict(model, kind, data: Encoded, metric: str, *, batch_size: int, pad_id: int,
+def predict(model, head, data: Encoded, metric: str, *, batch_size: int, pad_id: int,
             rank: int = 0, world_size: int = 1, to_device=None,
             autocast=contextlib.nullcontext) -> dict:
     """{feature row: prediction} for every feature of `data`, on every rank. `to_device`
@@ -41,7 +42,7 @@ def predict(model, kind, data: Encoded, metric: str, *, batch_size: int, pad_id:
         with autocast():
             outputs = model(**to_device(batch))
         if real:
-            local.extend(kind.predictions(outputs_on_cpu(outputs), rows, data, metric))
+            local.extend(head.predictions(outputs_on_cpu(outputs), rows, data, metric))
     if world_size > 1:
         gathered: list = [None] * world_size
         dist.all_gather_object(gathered, local)
@@ -56,9 +57,11 @@ def outputs_on_cpu(outputs):
                             if isinstance(value, torch.Tensor)})
 
 
-def evaluate_languages(backend, kind, task, examples: dict, encoded: dict, **kwargs) -> dict:
+def evaluate_languages(backend, head, task, examples: dict, encoded: dict, context,
+                       **kwargs) -> dict:
     """{language: score} with the task's metric, plus "avg" over languages; the model is
-    `backend`'s, run on its device with its precision."""
+    `backend`'s, run on its device with its precision, the rows shared by every rank of
+    `context`."""
     model = backend.model
     was_training = model.training
     model.eval()
@@ -66,9 +69,10 @@ def evaluate_languages(backend, kind, task, examples: dict, encoded: dict, **kwa
     for language, data in encoded.items():
         if not examples[language]:
             continue
-        predicted = predict(model, kind, data, task.metric, to_device=backend.to_device,
+        predicted = predict(model, head, data, task.metric, rank=context.rank,
+                            world_size=context.world_size, to_device=backend.to_device,
                             autocast=backend.autocast, **kwargs)
-        scores[language] = kind.score(task, examples[language], data, predicted, language)
+        scores[language] = head.score(task, examples[language], data, predicted, language)
     if was_training:
         model.train()
     if scores:

@@ -9,11 +9,11 @@ import torch.distributed as dist
 from graddrop_dist.fs import staged_directory
 
 
-def export_pretrained(backend, tokenizer, directory: Path, *, rank: int) -> None:
+def export_pretrained(backend, tokenizer, directory: Path, context) -> None:
     """Gather full parameters (a collective: call on every rank), then rank 0 writes
     `save_pretrained` output into `directory`, replacing it atomically."""
     parameters = backend.full_parameters()
-    if rank == 0:
+    if context.is_main:
         with staged_directory(directory) as staging:
             backend.module.save_pretrained(staging, state_dict=parameters)
             tokenizer.save_pretrained(staging)

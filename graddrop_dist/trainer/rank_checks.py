@@ -36,15 +36,15 @@ def agree_on_job(config: JobConfig, train_data, eval_data) -> None:
     raise_on_disagreement(payload, "ranks disagree about the job")
 
 
-def write_rank_record(output: Path, rank: int, world_size: int, graddrop, device) -> None:
+def write_rank_record(output: Path, context, graddrop) -> None:
     """ranks/rank<r>.json: how this rank was found, where it computed, and the
     fingerprint of its last masks, so anyone can check after the fact that every rank
     drew the same masks."""
-    record = {"rank": rank, "world_size": world_size,
+    record = {"rank": context.rank, "world_size": context.world_size,
               "discovered_by": os.environ.get("GRADDROP_RANK_SOURCE", "unknown"),
-              "host": os.uname().nodename, "device": str(device),
+              "host": os.uname().nodename, "device": str(context.device),
               "optimizer_steps": graddrop.step, "seed": graddrop.config.seed,
               "last_mask_fingerprint": graddrop.fingerprint(max(graddrop.step - 1, 0))}
     folder = output / "ranks"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"rank{rank}.json").write_text(json.dumps(record, indent=1))
+    (folder / f"rank{context.rank}.json").write_text(json.dumps(record, indent=1))

@@ -92,7 +92,7 @@ def test_resume_on_another_global_batch_is_refused_clearly(tiny_checkpoint, tmp_
 
 
 def train_to_end(rank, world_size, data, resume=False):
-    from graddrop_dist.trainer.loop import run_job
+    from graddrop_dist.trainer.job import run_job
 
     return run_job(JobConfig.from_dict(data), rank=rank, world_size=world_size, resume=resume)
 
@@ -171,7 +171,7 @@ def test_fuzzed_overrides_give_a_config_error_or_apply(text):
 
 
 def train_until_killed(rank, world_size, data):
-    from graddrop_dist.trainer.loop import run_job
+    from graddrop_dist.trainer.job import run_job
 
     os.environ["GRADDROP_FAULT"] = "kill:1:2"
     return run_job(JobConfig.from_dict(data), rank=rank, world_size=world_size)
@@ -223,7 +223,7 @@ def test_a_nan_step_stops_the_run_when_asked(tiny_checkpoint, tmp_path):
 
 def disagreeing_job(rank, world_size, data):
     from graddrop_dist.dist.agreement import RankDisagreement
-    from graddrop_dist.trainer.loop import run_job
+    from graddrop_dist.trainer.job import run_job
 
     data = {**data, "train": {**data["train"], "lr": 1e-3 * (rank + 1)}}
     try:
@@ -250,7 +250,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_latest(tiny_checkpoin
 
     import torch
 
-    from graddrop_dist.trainer.loop import run_job
+    from graddrop_dist.trainer.job import run_job
 
     data = job_dict(tiny_checkpoint, tmp_path / "run",
                     output={"checkpoint_every": 2, "export_final": False})

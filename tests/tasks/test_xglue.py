@@ -138,7 +138,7 @@ def test_metrics_against_hand_computed_values():
 @pytest.mark.parametrize("name", ["nc", "qam", "wpr", "ner", "pos", "mlqa"])
 def test_short_training_run_per_task_family(tiny_checkpoint, tmp_path, name):
     from graddrop_dist.trainer.config import JobConfig
-    from graddrop_dist.trainer.loop import run_job
+    from graddrop_dist.trainer.job import run_job
     from jobs import job_dict
 
     data = job_dict(tiny_checkpoint, tmp_path / "run",

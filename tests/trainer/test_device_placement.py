@@ -63,10 +63,10 @@ class PlacementProbe:
 
 
 def probed_job(rank, world_size, data) -> dict:
-    import graddrop_dist.trainer.loop as loop
+    import graddrop_dist.trainer.job as job
 
     decided_for, probes = [], []
-    resolve, build = loop.resolve_device, loop.build_backend
+    resolve, build = job.resolve_device, job.build_backend
 
     def spy_resolve(choice, *, local_rank=0, **kwargs):
         decided_for.append(local_rank)
@@ -77,8 +77,8 @@ def probed_job(rank, world_size, data) -> dict:
         probes.append(PlacementProbe(backend))
         return backend
 
-    loop.resolve_device, loop.build_backend = spy_resolve, probed_build
-    loop.run_job(JobConfig.from_dict(data), rank=rank, world_size=world_size)
+    job.resolve_device, job.build_backend = spy_resolve, probed_build
+    job.run_job(JobConfig.from_dict(data), rank=rank, world_size=world_size)
     (probe,) = probes
     return dict(decided_for=decided_for, local_rank=int(os.environ["LOCAL_RANK"]),
                 device=str(probe.backend.device), problems=probe.problems,

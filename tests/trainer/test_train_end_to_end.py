@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from jobs import job_dict
 from graddrop_dist.dist.local_ranks import DistributedTest
 from graddrop_dist.trainer.config import JobConfig
-from graddrop_dist.trainer.loop import run_job
+from graddrop_dist.trainer.job import run_job
 
 DS_ZERO3 = os.path.join(os.path.dirname(__file__), "..", "..", "ds_configs", "zero3.json")
 
@@ -28,7 +28,7 @@ def english_test_accuracy(model_dir) -> float:
 
     from graddrop_dist.tasks import load_task
     from graddrop_dist.trainer.evaluation import predict
-    from graddrop_dist.trainer.kinds import SequenceKind
+    from graddrop_dist.tasks.heads import SequenceKind
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()

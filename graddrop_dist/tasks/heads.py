@@ -1,5 +1,6 @@
-"""What differs between task kinds: the model head, how examples become features, how
-outputs become predictions, and which metric scores them.
+"""The task heads: what differs between task kinds (the model head, how examples become
+features, how outputs become predictions, and which metric scores them). A task names its
+kind (TaskData.kind); KINDS maps it to its head.
 
 | kind | model | features | prediction |
 |---|---|---|---|
@@ -10,12 +11,24 @@ outputs become predictions, and which metric scores them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
 from graddrop_dist.tasks import metrics
-from graddrop_dist.trainer.data import IGNORE_INDEX, Encoded
 
 LABEL_KEYS = ("labels", "start_positions", "end_positions")
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Encoded:
+    features: list[dict] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)  # kind-specific (QA offsets, example ids)
+
+    def __len__(self) -> int:
+        return len(self.features)
 
 
 class Kind:

@@ -1,0 +1,193 @@
+"""The job: fine-tune on the training language, evaluate every language, checkpoint.
+
+Read top to bottom: `build` (the task and the model, the backend that wraps it on this
+rank's device, GradDrop), `resume` when asked, `fit` (epochs of optimizer steps, an
+evaluation at the end of each, the best epoch chosen by the training language's dev
+score), `finish` (the last evaluation, the export, the results). Where the run is lives in
+one value, `JobState`, which is what a checkpoint saves.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tqdm import tqdm
+
+from graddrop_dist import GradDrop
+from graddrop_dist.dist.context import RankContext
+from graddrop_dist.dist.device import resolve_device
+from graddrop_dist.parallel import backend_class
+from graddrop_dist.trainer.checkpoint import Checkpointer
+from graddrop_dist.trainer.config import JobConfig
+from graddrop_dist.trainer.data import collate
+from graddrop_dist.trainer.evaluation import evaluate_languages
+from graddrop_dist.trainer.export import export_pretrained
+from graddrop_dist.trainer.faults import fault_loss, inject_fault
+from graddrop_dist.trainer.inputs import layer_classes, prepare_inputs
+from graddrop_dist.trainer.rank_checks import agree_on_job, write_rank_record
+from graddrop_dist.trainer.reporting import MetricsLog, results_table, write_results
+from graddrop_dist.trainer.state import JobState
+
+
+def build_backend(config: JobConfig, model, total_steps: int, device):
+    """The model wrapped on `device` by the backend the config names."""
+    backend = backend_class(config.backend.name)
+    return backend(model, settings=config.train_settings(total_steps), device=device,
+                   layer_classes=layer_classes(model), **backend.options_from(config.backend))
+
+
+class Job:
+    def __init__(self, config: JobConfig, context: RankContext, task=None) -> None:
+        """`task`: the loaded TaskData when the caller read it already (graddrop-train
+        reads it before the process group starts, so a bad data file is one line)."""
+        self.config, self.context, self.task = config, context, task
+        self.output = Path(config.output.dir)
+
+    # ---------------------------------------------------------------------- build
+    def build(self) -> None:
+        config, context = self.config, self.context
+        self.inputs = prepare_inputs(config, context.world_size, self.task)
+        if context.world_size > 1:  # the job's first collective: nothing can hang before
+            agree_on_job(config, self.inputs.train_data, self.inputs.eval_data)
+        self.backend = build_backend(config, self.inputs.model, self.inputs.total_steps,
+                                     context.device)
+        self.graddrop = self.backend.attach(GradDrop(config.graddrop),
+                                            steps_per_epoch=self.inputs.plan.steps_per_epoch)
+        self.checkpoints = Checkpointer(self.output / "checkpoints", context,
+                                        keep=config.output.keep_checkpoints)
+        self.state = JobState(global_batch=self.inputs.plan.global_batch)
+        self.metrics = MetricsLog(self.output, enabled=context.is_main,
+                                  tensorboard=config.output.tensorboard)
+
+    def resume(self) -> bool:
+        """Continue from the latest complete checkpoint; False when there is none."""
+        latest = self.checkpoints.latest()
+        if latest is None:
+            return False
+        saved = self.checkpoints.load(self.backend, latest, self.inputs.plan.global_batch)
+        self.state = JobState.from_dict(saved)
+        self.graddrop.load_state_dict(self.state.graddrop)
+        self.backend.skipped_steps = self.state.skipped_nonfinite_steps
+        self.backend.overflow_steps = self.state.skipped_overflow_steps
+        return True
+
+    def announce(self) -> None:
+        config, inputs = self.config, self.inputs
+        task, plan = inputs.task, inputs.plan
+        print(f"task {task.name} ({task.metric}): {len(task.labels)} labels, "
+              f"{len(inputs.train_data)} training features, {len(task.languages)} "
+              f"languages; {plan.steps_per_epoch} steps/epoch of {plan.global_batch} "
+              f"features; backend {config.backend.name} on {self.context.world_size} "
+              f"rank(s), {self.backend.device}, {config.train.precision}; graddrop "
+              f"{config.graddrop.method}", flush=True)
+
+    # ---------------------------------------------------------------------- fit
+    def fit(self) -> None:
+        state, plan = self.state, self.inputs.plan
+        progress = tqdm(total=self.inputs.total_steps, initial=state.global_step,
+                        disable=not self.context.is_main, desc="train", dynamic_ncols=True)
+        self.backend.model.train()
+        finished = state.global_step >= self.inputs.total_steps
+        while not finished and state.epoch < self.config.train.epochs:
+            finished = self._train_epoch(progress)
+            if state.step_in_epoch >= plan.steps_per_epoch:
+                if self.config.train.evaluate == "every-epoch":
+                    self.evaluate(state.epoch)
+                state.epoch, state.step_in_epoch = state.epoch + 1, 0
+            self.save_checkpoint()
+        progress.close()
+
+    def _train_epoch(self, progress) -> bool:
+        """The rest of the current epoch's steps; True once the run's last step is done."""
+        state, inputs = self.state, self.inputs
+        pad_id = inputs.tokenizer.pad_token_id
+        epoch, every = state.epoch, self.config.output.checkpoint_every
+        for step in range(state.step_in_epoch, inputs.plan.steps_per_epoch):
+            micro = [collate(inputs.train_data, rows, pad_id)
+                     for rows in inputs.plan.micro_batches(epoch, step, self.context.rank)]
+            inject_fault(self.context.rank, state.global_step)
+            loss = self.backend.train_step(micro, fault_loss(state.global_step))
+            state.global_step += 1
+            state.step_in_epoch = step + 1
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss:.3f}", epoch=epoch, refresh=False)
+            self.metrics.log(state.global_step, loss=loss, lr=self.backend.current_lr(),
+                             epoch=epoch)
+            if every and state.global_step % every == 0:
+                self.save_checkpoint()
+            if state.global_step >= inputs.total_steps:
+                return True
+        return False
+
+    def evaluate(self, epoch: int) -> None:
+        """Every language's dev and test scores; the best model exported when it is one."""
+        inputs = self.inputs
+        scores = {split: evaluate_languages(
+            self.backend, inputs.head, inputs.task, getattr(inputs.task, split),
+            inputs.eval_data[split], self.context,
+            batch_size=self.config.train.eval_batch_size,
+            pad_id=inputs.tokenizer.pad_token_id) for split in ("dev", "test")}
+        best = self.state.record_evaluation(epoch, scores, inputs.task.train_language)
+        self.metrics.log(self.state.global_step, eval=scores)
+        if best and self.config.output.export_hf:
+            export_pretrained(self.backend, inputs.tokenizer, self.output / "best_model",
+                              self.context)
+
+    def save_checkpoint(self) -> None:
+        self.state.graddrop = self.graddrop.state_dict()
+        self.state.skipped_nonfinite_steps = self.backend.skipped_steps
+        self.state.skipped_overflow_steps = self.backend.overflow_steps
+        self.checkpoints.save(self.backend, self.state.global_step, self.state.to_dict())
+
+    # ---------------------------------------------------------------------- finish
+    def finish(self) -> dict:
+        """The last evaluation if the run still needs one, the rank record, the export;
+        results.json, results.md and the table on stdout (rank 0). The results."""
+        state, task = self.state, self.inputs.task
+        if (epoch := state.unevaluated_epoch()) is not None:
+            self.evaluate(epoch)
+        write_rank_record(self.output, self.context, self.graddrop)
+        if self.config.output.export_final:
+            export_pretrained(self.backend, self.inputs.tokenizer, self.output / "final_model",
+                              self.context)
+        final = state.history[-1]
+        results = {"task": task.summary(), "config": self.config.to_dict(),
+                   "world_size": self.context.world_size, "device": str(self.backend.device),
+                   "steps": state.global_step,
+                   "skipped_nonfinite_steps": self.backend.skipped_steps,
+                   "skipped_overflow_steps": self.backend.overflow_steps,
+                   "best_epoch": state.best["epoch"], "best": state.best, "final": final,
+                   "history": state.history}
+        if self.context.is_main:
+            table = results_table(task.languages, state.best, final)
+            write_results(self.output, results, table)
+            print(f"\nzero-shot accuracy (%), best epoch by {task.train_language} dev = "
+                  f"{state.best['epoch']}\n{table}\nresults in {self.output}/results.json",
+                  flush=True)
+        return results
+
+    def close(self) -> None:
+        self.metrics.close()
+        self.graddrop.detach()
+        self.backend.close()
+
+    def run(self, resume: bool = False) -> dict:
+        self.build()
+        if resume:
+            self.resume()
+        if self.context.is_main:
+            self.announce()
+        self.fit()
+        results = self.finish()
+        self.close()
+        return results
+
+
+def run_job(config: JobConfig, *, rank: int = 0, world_size: int = 1, resume: bool = False,
+            task=None, device=None) -> dict:
+    """One rank's run. `device`: where this rank computes (default: train.device for this
+    process's LOCAL_RANK)."""
+    device = device or resolve_device(config.train.device,
+                                      local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+    return Job(config, RankContext(rank, world_size, device), task).run(resume)
