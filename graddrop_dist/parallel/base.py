@@ -20,13 +20,12 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
-from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.distributed as dist
 
 from graddrop_dist.mask import canonical_name
+from graddrop_dist.parallel.checkpointing import DistributedCheckpointing
 from graddrop_dist.parallel.device import move_batch
 from graddrop_dist.parallel.settings import TrainSettings
 
@@ -51,15 +50,11 @@ def linear_schedule(optimizer, warmup_steps: int, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
 def _loss(output):
     return output.loss
 
 
-class Backend:
+class Backend(DistributedCheckpointing):
     name = "abstract"
     distributed = True  # runs under a process group (single does not)
     can_reshard = True  # its checkpoints load on another world size
@@ -221,37 +216,6 @@ class Backend:
         """Every parameter, unsharded, on the CPU, under canonical names (a collective:
         call it on every rank)."""
         return canonical_on_cpu(self.module.named_parameters())
-
-    def save_checkpoint(self, folder: Path) -> None:
-        """Every rank writes its part of model and optimizer (torch.distributed.checkpoint,
-        which reshards on load); rank 0 the schedule and the loss scale."""
-        import torch.distributed.checkpoint as dcp
-
-        dcp.save(self._dcp_state(), checkpoint_id=str(folder / "dcp"))
-        if _rank() == 0:
-            if self.scheduler is not None:
-                torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
-            if self.scaler is not None:
-                torch.save(self.scaler.state_dict(), folder / "grad_scaler.pt")
-
-    def load_checkpoint(self, folder: Path) -> None:
-        import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import set_state_dict
-
-        target = self._dcp_state()
-        dcp.load(target, checkpoint_id=str(folder / "dcp"))
-        set_state_dict(self.model, self.optimizer, model_state_dict=target["model"],
-                       optim_state_dict=target["optimizer"])
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt"))
-        if self.scaler is not None:
-            self.scaler.load_state_dict(torch.load(folder / "grad_scaler.pt"))
-
-    def _dcp_state(self) -> dict:
-        from torch.distributed.checkpoint.state_dict import get_state_dict
-
-        model_state, optimizer_state = get_state_dict(self.model, self.optimizer)
-        return {"model": model_state, "optimizer": optimizer_state}
 
     def close(self) -> None:
         self.model = self.optimizer = self.scheduler = self.scaler = None

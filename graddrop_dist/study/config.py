@@ -156,7 +156,7 @@ def load_sweep(path: str | Path) -> Sweep:
 
 def validate_jobs(sweep: Sweep) -> None:
     """Build every run's job config now, so a bad override fails before hours of runs."""
-    from graddrop_dist.trainer.config import load_job_config
+    from graddrop_dist.trainer.config_file import load_job_config
 
     for cell in sweep.cells:
         try:

@@ -66,7 +66,8 @@ def main(argv=None) -> int:
     from graddrop_dist.dist.device import bind, resolve_device
     from graddrop_dist.dist.discovery import discover_rank, export_rank_env
     from graddrop_dist.parallel import backend_class
-    from graddrop_dist.trainer.config import ConfigError, load_job_config
+    from graddrop_dist.trainer.config import ConfigError
+    from graddrop_dist.trainer.config_file import load_job_config
     from graddrop_dist.trainer.preflight import preflight
     from graddrop_dist.versions import VersionTooOld
 

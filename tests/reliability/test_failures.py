@@ -14,7 +14,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from graddrop_dist.trainer.config import SECTIONS, ConfigError, JobConfig, apply_override
+from graddrop_dist.trainer.config import SECTIONS, ConfigError, JobConfig
+from graddrop_dist.trainer.config_file import apply_override
 from jobs import job_dict
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -159,7 +159,7 @@ def test_short_training_run_per_task_family(tiny_checkpoint, tmp_path, name):
 
 @pytest.mark.parametrize("name", sorted(XGLUE))
 def test_cluster_recipes_are_valid_jobs(name):
-    from graddrop_dist.trainer.config import load_job_config
+    from graddrop_dist.trainer.config_file import load_job_config
 
     repo = Path(__file__).resolve().parents[2]
     recipe = repo / "configs" / "xglue" / f"{name}.yaml"

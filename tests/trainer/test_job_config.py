@@ -13,7 +13,8 @@ import yaml
 from graddrop_dist.ds_config import fill_ds_config
 from graddrop_dist.parallel import TrainSettings
 from graddrop_dist.parallel.deepspeed_engine import deepspeed_config
-from graddrop_dist.trainer.config import ConfigError, load_job_config
+from graddrop_dist.trainer.config import ConfigError
+from graddrop_dist.trainer.config_file import load_job_config
 
 
 def write(tmp_path, data, name="job.yaml"):
