@@ -16,7 +16,7 @@ import torch
 
 from graddrop_dist.backends.deepspeed_engine import DeepSpeedAdapter
 from graddrop_dist.config import DEEPSPEED_COMPACT_ERROR
-from graddrop_dist.ds_config import fill_ds_config, read_ds_config
+from graddrop_dist.parallel.ds_config import fill_ds_config, read_ds_config
 from graddrop_dist.parallel.base import Backend, NonFiniteGradient, canonical_on_cpu
 from graddrop_dist.dist.device import deepspeed_accelerator
 

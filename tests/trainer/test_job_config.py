@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from graddrop_dist.ds_config import fill_ds_config
+from graddrop_dist.parallel.ds_config import fill_ds_config
 from graddrop_dist.parallel import TrainSettings
 from graddrop_dist.parallel.deepspeed_engine import deepspeed_config
 from graddrop_dist.trainer.config import ConfigError
