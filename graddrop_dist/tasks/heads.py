@@ -11,6 +11,7 @@ kind (TaskData.kind); KINDS maps it to its head.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import torch
@@ -55,24 +56,24 @@ class SequenceKind(Kind):
         encoded = tokenizer([e.text for e in examples],
                             pairs if any(p is not None for p in pairs) else None,
                             truncation=True, max_length=max_length)
-        return Encoded([{"input_ids": ids, "labels": e.label}
+        return Encoded([{"input_ids": ids} if e.label is None else
+                        {"input_ids": ids, "labels": e.label}
                         for ids, e in zip(encoded["input_ids"], examples)])
 
     def predictions(self, outputs, rows, data, metric: str):
-        logits = outputs.logits.float()
-        if metric == "ndcg":  # rank by expected relevance
-            grades = torch.arange(logits.shape[-1], dtype=torch.float32)
-            values = (logits.softmax(-1) * grades).sum(-1).tolist()
-        else:
-            values = logits.argmax(-1).tolist()
-        return list(zip(rows, values))
+        # The predicted label, also for WPR: XGLUE ranks a query's pages by it.
+        return list(zip(rows, outputs.logits.float().argmax(-1).tolist()))
 
-    def score(self, task, examples, data, predicted: dict, language: str) -> float:
+    def scores(self, task, examples, data, predicted: dict, language: str) -> dict:
         values = [predicted[i] for i in range(len(examples))]
+        labels = [e.label for e in examples]
         if task.metric == "ndcg":
-            return metrics.ndcg([e.group for e in examples], values,
-                                [e.label for e in examples])
-        return metrics.accuracy(values, [e.label for e in examples])
+            return {"ndcg": metrics.ndcg([e.group for e in examples], values, labels)}
+        return {"accuracy": metrics.accuracy(values, labels)}
+
+    def prediction_file(self, task, examples, data, predicted: dict) -> str:
+        """XGLUE's prediction format: one predicted label per line."""
+        return "".join(f"{task.labels[predicted[i]]}\n" for i in range(len(examples)))
 
 
 class TokenKind(Kind):
@@ -89,12 +90,15 @@ class TokenKind(Kind):
             labels, firsts, previous = [], [], None
             for position, word in enumerate(encoded.word_ids(index)):
                 if word is not None and word != previous:
-                    labels.append(example.tags[word])
+                    labels.append(IGNORE_INDEX if example.tags is None else example.tags[word])
                     firsts.append(position)
                 else:
                     labels.append(IGNORE_INDEX)
                 previous = word
-            features.append({"input_ids": encoded["input_ids"][index], "labels": labels})
+            feature = {"input_ids": encoded["input_ids"][index]}
+            if example.tags is not None:
+                feature["labels"] = labels
+            features.append(feature)
             first_tokens.append(firsts)
         return Encoded(features, {"first_tokens": first_tokens})
 
@@ -103,7 +107,7 @@ class TokenKind(Kind):
         return [(row, [tags[i][p] for p in data.extra["first_tokens"][row]])
                 for i, row in enumerate(rows)]
 
-    def score(self, task, examples, data, predicted: dict, language: str) -> float:
+    def scores(self, task, examples, data, predicted: dict, language: str) -> dict:
         gold, guess = [], []
         for index, example in enumerate(examples):
             tags = predicted[index]
@@ -111,12 +115,26 @@ class TokenKind(Kind):
             tags = tags + [-1] * (len(example.tags) - len(tags))
             gold.append(list(example.tags))
             guess.append(tags)
-        if task.metric == "ner-f1":
-            def names(sequence):
-                return [task.labels[t] if t >= 0 else "O" for t in sequence]
 
-            return metrics.ner_f1([names(s) for s in guess], [names(s) for s in gold])
-        return metrics.token_accuracy(guess, gold)
+        def names(sequence):
+            return [task.labels[t] if t >= 0 else "O" for t in sequence]
+
+        if task.metric == "ner-f1":
+            return {"ner-f1": metrics.ner_f1([names(s) for s in guess],
+                                             [names(s) for s in gold])}
+        return {"pos-precision": metrics.pos_precision([names(s) for s in guess],
+                                                       [names(s) for s in gold]),
+                "token-accuracy": metrics.token_accuracy(guess, gold)}
+
+    def prediction_file(self, task, examples, data, predicted: dict) -> str:
+        """XGLUE's prediction format: a tag per line, a blank line after each sentence
+        (words cut off by max_length get "O")."""
+        sentences = []
+        for index, example in enumerate(examples):
+            tags = [task.labels[t] for t in predicted[index]]
+            tags += ["O"] * (len(example.words) - len(tags))
+            sentences.append("".join(f"{tag}\n" for tag in tags))
+        return "\n".join(sentences) + "\n"
 
 
 class QAKind(Kind):
@@ -187,14 +205,24 @@ class QAKind(Kind):
                             else (score, 0, 0)))
         return results
 
-    def score(self, task, examples, data, predicted: dict, language: str) -> float:
+    @staticmethod
+    def answers(examples, data, predicted: dict) -> dict[str, str]:
+        """{question id: the text of the best span over its windows}."""
         best: dict[int, tuple[float, int, int]] = {}
         for row, (score, start, end) in predicted.items():
             owner = data.extra["example"][row]
             if owner not in best or score > best[owner][0]:
                 best[owner] = (score, start, end)
-        answers = {examples[i].id: examples[i].context[s:e] for i, (_, s, e) in best.items()}
-        return metrics.squad_scores(answers, examples, language)["f1"]
+        return {examples[i].id: examples[i].context[s:e] for i, (_, s, e) in best.items()}
+
+    def scores(self, task, examples, data, predicted: dict, language: str) -> dict:
+        scores = metrics.squad_scores(self.answers(examples, data, predicted), examples,
+                                      language)
+        return {"squad-f1": scores["f1"], "exact-match": scores["exact_match"]}
+
+    def prediction_file(self, task, examples, data, predicted: dict) -> str:
+        """MLQA's prediction format: {question id: answer text} as JSON."""
+        return json.dumps(self.answers(examples, data, predicted), ensure_ascii=False)
 
 
 KINDS = {kind.name: kind for kind in (SequenceKind(), TokenKind(), QAKind())}

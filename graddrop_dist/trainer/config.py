@@ -90,10 +90,15 @@ class TrainConfig:
     seed: int = 42
     """Data order, dropout and head initialisation (independent of the mask seed)."""
     eval_batch_size: int = 64
+    select: Literal["en-dev", "avg-dev"] = "en-dev"
+    """Which evaluation is "best" (results, best_model): the best English dev score (the
+    strict zero-shot choice: no other language's labels are used), or the best average dev
+    score over every language (XGLUE's official protocol, as Unicoder's fine-tuning code
+    selects; it uses the other languages' dev labels)."""
     evaluate: Literal["every-epoch", "end"] = "every-epoch"
-    """When to evaluate every language: after each epoch (the best epoch is chosen by the
-    training language's dev score) or only at the end of the run (best = final; sweeps
-    use it, evaluation costs as much as an epoch of the offline task)."""
+    """When to evaluate every language: after each epoch (the best epoch is chosen by
+    `select`) or only at the end of the run (best = final; sweeps use it, evaluation costs
+    as much as an epoch of the offline task)."""
     max_steps: int = 0
     """Stop after this many optimizer steps (0: run all epochs); for smoke tests."""
     nonfinite: Literal["skip", "stop"] = "skip"
@@ -178,6 +183,12 @@ class JobConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name).to_dict() for name in SECTIONS}
+
+    def graddrop_config(self) -> GradDropConfig:
+        """The GradDrop config of this run: unfreeze_epochs null becomes the last epoch."""
+        if self.graddrop.unfreeze_epochs is not None:
+            return self.graddrop
+        return self.graddrop.replace(unfreeze_epochs=max(1, self.train.epochs - 1))
 
     def train_settings(self, total_steps: int) -> TrainSettings:
         """The trainer fields every backend honours, for a run of `total_steps` steps."""

@@ -57,24 +57,34 @@ def outputs_on_cpu(outputs):
                             if isinstance(value, torch.Tensor)})
 
 
-def evaluate_languages(backend, head, task, examples: dict, encoded: dict, context,
-                       **kwargs) -> dict:
-    """{language: score} with the task's metric, plus "avg" over languages; the model is
-    `backend`'s, run on its device with its precision, the rows shared by every rank of
-    `context`."""
+def evaluate_languages(backend, head, task, examples: dict, encoded: dict, context, *,
+                       files: dict | None = None, **kwargs) -> tuple[dict, dict]:
+    """({language: score, "avg": ...} with the task's metric, {metric: {language: score,
+    "avg": ...}} for the other metrics its head reports). The model is `backend`'s, run
+    on its device with its precision, the rows shared by every rank of `context`. A
+    language without labels (a test file released before its labels) is predicted but
+    not scored. `files`, when given, receives {language: its predictions in XGLUE's
+    format}."""
     model = backend.model
     was_training = model.training
     model.eval()
-    scores = {}
+    by_metric: dict[str, dict] = {}
     for language, data in encoded.items():
         if not examples[language]:
             continue
         predicted = predict(model, head, data, task.metric, rank=context.rank,
                             world_size=context.world_size, to_device=backend.to_device,
                             autocast=backend.autocast, **kwargs)
-        scores[language] = head.score(task, examples[language], data, predicted, language)
+        if files is not None:
+            files[language] = head.prediction_file(task, examples[language], data, predicted)
+        if not task.labelled(examples[language]):
+            continue
+        for metric, value in head.scores(task, examples[language], data, predicted,
+                                         language).items():
+            by_metric.setdefault(metric, {})[language] = value
     if was_training:
         model.train()
-    if scores:
+    for scores in by_metric.values():
         scores["avg"] = sum(scores.values()) / len(scores)
-    return scores
+    main = by_metric.pop(task.metric, {})
+    return main, by_metric

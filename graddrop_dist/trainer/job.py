@@ -26,7 +26,8 @@ from graddrop_dist.trainer.export import export_pretrained
 from graddrop_dist.trainer.faults import fault_loss, inject_fault
 from graddrop_dist.trainer.inputs import layer_classes, prepare_inputs
 from graddrop_dist.trainer.rank_checks import agree_on_job, write_rank_record
-from graddrop_dist.trainer.reporting import MetricsLog, results_table, write_results
+from graddrop_dist.trainer.reporting import (MetricsLog, results_table, write_predictions,
+                                              write_results)
 from graddrop_dist.trainer.state import JobState
 
 
@@ -52,7 +53,7 @@ class Job:
             agree_on_job(config, self.inputs.train_data, self.inputs.eval_data)
         self.backend = build_backend(config, self.inputs.model, self.inputs.total_steps,
                                      context.device)
-        self.graddrop = self.backend.attach(GradDrop(config.graddrop),
+        self.graddrop = self.backend.attach(GradDrop(config.graddrop_config()),
                                             steps_per_epoch=self.inputs.plan.steps_per_epoch)
         self.checkpoints = Checkpointer(self.output / "checkpoints", context,
                                         keep=config.output.keep_checkpoints)
@@ -120,16 +121,27 @@ class Job:
                 return True
         return False
 
+    def selected_by(self) -> str:
+        """The dev score that picks the best epoch (train.select): the training language's,
+        or the average over every language."""
+        return self.inputs.task.train_language if self.config.train.select == "en-dev" \
+            else "avg"
+
     def evaluate(self, epoch: int) -> None:
         """Every language's dev and test scores; the best model exported when it is one."""
-        inputs = self.inputs
-        scores = {split: evaluate_languages(
-            self.backend, inputs.head, inputs.task, getattr(inputs.task, split),
-            inputs.eval_data[split], self.context,
-            batch_size=self.config.train.eval_batch_size,
-            pad_id=inputs.tokenizer.pad_token_id) for split in ("dev", "test")}
-        best = self.state.record_evaluation(epoch, scores, inputs.task.train_language)
+        inputs, scores, extra, files = self.inputs, {}, {}, {}
+        for split in ("dev", "test"):
+            scores[split], extra[split] = evaluate_languages(
+                self.backend, inputs.head, inputs.task, getattr(inputs.task, split),
+                inputs.eval_data[split], self.context,
+                files=files if split == "test" else None,
+                batch_size=self.config.train.eval_batch_size,
+                pad_id=inputs.tokenizer.pad_token_id)
+        best = self.state.record_evaluation(epoch, scores, self.selected_by(),
+                                            extra if any(extra.values()) else None)
         self.metrics.log(self.state.global_step, eval=scores)
+        if best and self.context.is_main:
+            write_predictions(self.output / "predictions", files)
         if best and self.config.output.export_hf:
             export_pretrained(self.backend, inputs.tokenizer, self.output / "best_model",
                               self.context)
@@ -162,7 +174,9 @@ class Job:
         if self.context.is_main:
             table = results_table(task.languages, state.best, final)
             write_results(self.output, results, table)
-            print(f"\nzero-shot accuracy (%), best epoch by {task.train_language} dev = "
+            rule = f"{task.train_language} dev" if self.selected_by() != "avg" else \
+                "average dev"
+            print(f"\nzero-shot {task.metric} (%), best epoch by {rule} = "
                   f"{state.best['epoch']}\n{table}\nresults in {self.output}/results.json",
                   flush=True)
         return results

@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from graddrop_dist.fs import write_atomically
+from graddrop_dist.fs import staged_directory, write_atomically
 
 
 class MetricsLog:
@@ -60,6 +60,14 @@ def results_table(languages: list[str], best: dict, final: dict) -> str:
         text = " | ".join("-" if c is None else f"{100 * c:.1f}" for c in cells)
         rows.append(f"| {language} | {text} |")
     return "\n".join(rows)
+
+
+def write_predictions(directory: Path, files: dict[str, str]) -> None:
+    """<directory>/<language>.prediction for every test language, in the format XGLUE's
+    scorer reads (the best epoch's; replaced as a whole when a better one comes)."""
+    with staged_directory(directory) as staging:
+        for language, text in files.items():
+            (staging / f"{language}.prediction").write_text(text, encoding="utf-8")
 
 
 def write_results(directory: Path, results: dict, table: str) -> None:

@@ -30,13 +30,17 @@ class JobState:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in names})
 
-    def record_evaluation(self, epoch: int, scores: dict, train_language: str) -> bool:
-        """Append an evaluation; True when it is the new best by training-language dev."""
+    def record_evaluation(self, epoch: int, scores: dict, selected_by: str,
+                          extra: dict | None = None) -> bool:
+        """Append an evaluation ({"dev": {language: score, "avg": ...}, "test": ...}, and
+        the head's other metrics in `extra`); True when it is the new best by the dev score
+        `selected_by` (a language, or "avg")."""
         record = {"epoch": epoch, "global_step": self.global_step, **scores}
+        if extra:
+            record["extra"] = extra
         self.history.append(record)
         best = self.best
-        if best is None or scores["dev"].get(train_language, 0) > \
-                best["dev"].get(train_language, 0):
+        if best is None or scores["dev"].get(selected_by, 0) > best["dev"].get(selected_by, 0):
             self.best = record
             return True
         return False

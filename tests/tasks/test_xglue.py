@@ -106,34 +106,6 @@ def test_load_task_routes_xglue_names_to_the_local_release():
     assert task.name == "xglue-qam" and task.metric == "accuracy"
 
 
-# --------------------------------------------------------------------- metrics
-def test_metrics_against_hand_computed_values():
-    from graddrop_dist.tasks import metrics
-
-    assert metrics.accuracy([1, 0, 2, 2], [1, 1, 2, 0]) == 0.5
-    gold = [["B-PER", "I-PER", "O", "B-LOC"]]
-    guess = [["B-PER", "I-PER", "O", "B-ORG"]]  # one of two entities right: P = R = 1/2
-    assert metrics.ner_f1(guess, gold) == pytest.approx(0.5)
-    assert metrics.token_accuracy([[1, 2, 3], [4]], [[1, 2, 0], [4]]) == 0.75
-    # One query, relevances 3, 2, 0 ranked as 2, 3, 0:
-    # DCG = 3 / log2(2) + 7 / log2(3) = 7.41650; ideal = 7 + 3 / log2(3) = 8.89279.
-    assert metrics.ndcg(["q"] * 3, [0.9, 0.5, 0.1], [2, 3, 0]) == pytest.approx(0.833990,
-                                                                               abs=1e-5)
-    assert metrics.ndcg(["q"] * 2, [0.5, 0.5], [0, 4]) < 1.0  # ties earn no credit
-
-    class QA:
-        def __init__(self, id, answers):
-            self.id, self.answers = id, answers
-
-    examples = [QA("a", (("330 metres", 0),)), QA("b", (("330 metres", 0),)),
-                QA("c", (("Paris", 0), ("in Paris", 0)))]
-    scores = metrics.squad_scores({"a": "the 330 metres.", "b": "330", "c": "Paris"}, examples)
-    # a: exact after normalization; b: P = 1, R = 1/2 -> F1 2/3; c: exact (best answer).
-    assert scores["exact_match"] == pytest.approx(2 / 3)
-    assert scores["f1"] == pytest.approx((1 + 2 / 3 + 1) / 3)
-    assert metrics.normalize_answer("北京大学 in", "zh") == ["北", "京", "大", "学", "in"]
-
-
 # --------------------------------------------------------------------- training
 @pytest.mark.parametrize("name", ["nc", "qam", "wpr", "ner", "pos", "mlqa"])
 def test_short_training_run_per_task_family(tiny_checkpoint, tmp_path, name):
@@ -153,8 +125,24 @@ def test_short_training_run_per_task_family(tiny_checkpoint, tmp_path, name):
         scores = results["final"][split]
         assert set(scores) == {"en", "de", "avg"}
         assert all(0.0 <= value <= 1.0 for value in scores.values())
+    extra = {"pos": {"token-accuracy"}, "mlqa": {"exact-match"}}.get(name)
+    assert set(results["final"].get("extra", {}).get("test", {})) == (extra or set())
     written = json.loads((tmp_path / "run" / "results.json").read_text())
     assert written["task"]["task"] == f"xglue-{name}"
+    # The best epoch's test predictions, in the files XGLUE's scorer reads.
+    predictions = tmp_path / "run" / "predictions"
+    assert sorted(p.name for p in predictions.iterdir()) == ["de.prediction", "en.prediction"]
+    text = (predictions / "de.prediction").read_text()
+    task = load_xglue_local(name, FIXTURES)
+    if name == "mlqa":
+        assert set(json.loads(text)) == {e.id for e in task.test["de"]}
+    elif name in ("ner", "pos"):
+        sentences = [s.split() for s in text.strip("\n").split("\n\n")]
+        assert [len(s) for s in sentences] == [len(e.words) for e in task.test["de"]]
+        assert {tag for s in sentences for tag in s} <= set(task.labels) | {"O"}
+    else:
+        assert text.splitlines() and set(text.splitlines()) <= set(task.labels)
+        assert len(text.splitlines()) == len(task.test["de"])
 
 
 @pytest.mark.parametrize("name", sorted(XGLUE))
@@ -170,3 +158,6 @@ def test_cluster_recipes_are_valid_jobs(name):
     assert load_job_config(recipe, ["graddrop.method=full"]).graddrop.method == "full"
     expected_lr = {"pos": 2e-5, "mlqa": 3e-5}.get(name, 5e-6)
     assert config.train.lr == expected_lr
+    assert config.train.select == "avg-dev"  # XGLUE's protocol (Unicoder's selection)
+    expected_length = {"pos": 128, "mlqa": 384}.get(name, 256)
+    assert config.model.max_length == expected_length
