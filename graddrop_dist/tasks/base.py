@@ -1,5 +1,6 @@
 """The task interface the trainer consumes: English training data, and dev/test data per
-language for zero-shot evaluation. XGLUE tasks (issue 6) implement the same interface."""
+language for zero-shot evaluation. A test set released before its labels has examples
+without them (label / tags None, no answers): it is predicted, not scored."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ class Example:
     """One text (or text pair) with one label; `group` ties ranked documents to a query."""
 
     text: str
-    label: int
+    label: int | None
     text_pair: str | None = None
     group: str | None = None
 
@@ -21,7 +22,7 @@ class TokenExample:
     """A pre-tokenized sentence with one tag per word (NER, POS)."""
 
     words: tuple[str, ...]
-    tags: tuple[int, ...]
+    tags: tuple[int, ...] | None
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,19 @@ class TaskData:
     dev: dict[str, list]                      # language -> examples
     test: dict[str, list]
     train_language: str = "en"
-    metric: str = "accuracy"  # accuracy, ner-f1, token-accuracy, ndcg, squad-f1
+    metric: str = "accuracy"  # accuracy, ner-f1, pos-precision, ndcg, squad-f1
     kind: str = "sequence-classification"  # token-classification, question-answering
     info: dict = field(default_factory=dict)  # sizes, sources: written to results.json
+
+    @staticmethod
+    def labelled(examples: list) -> bool:
+        """Whether these examples carry labels (and can be scored)."""
+        first = examples[0] if examples else None
+        if isinstance(first, Example):
+            return first.label is not None
+        if isinstance(first, TokenExample):
+            return first.tags is not None
+        return first is not None and bool(first.answers)
 
     @property
     def languages(self) -> list[str]:

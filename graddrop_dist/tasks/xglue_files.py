@@ -1,0 +1,167 @@
+"""How each XGLUE file format is read: tab-separated classification files, CoNLL-style
+tagged files, SQuAD JSON, and the original XNLI release's all-language files. A malformed
+line is an error naming the file and the line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+from graddrop_dist.tasks.base import Example, QAExample, TokenExample
+
+LABEL_ALIASES = {"xnli": {"contradictory": "contradiction"}}
+
+
+class DataFileError(ValueError):
+    """`file:line: what is wrong` (one line)."""
+
+
+def _label(task, value: str | None, where: str) -> int | None:
+    if value is None:  # a test file released without its labels
+        return None
+    value = LABEL_ALIASES.get(task.name, {}).get(value, value)
+    try:
+        return task.labels.index(value)
+    except ValueError:
+        raise DataFileError(f"{where}: label {value!r} is not one of "
+                            f"{', '.join(task.labels)}") from None
+
+
+def _rows(path: Path, columns: int, header: bool):
+    """(where, row) of a labelled file with `columns` columns, the label last; a file
+    whose first row has one column fewer is unlabelled, and its rows end with None."""
+    width = None
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        for number, row in enumerate(reader, start=1):
+            if header and number == 1:
+                continue
+            if not row or row == [""]:
+                continue
+            width = width or (len(row) if len(row) in (columns, columns - 1) else columns)
+            if len(row) != width:
+                raise DataFileError(f"{path}:{number}: expected {width} tab-separated "
+                                    f"columns, got {len(row)}")
+            yield f"{path}:{number}", row if width == columns else [*row, None]
+
+
+def with_labels_from(task, train_file: Path):
+    """Tasks whose label set is data (NC): the sorted categories of the training file."""
+    if task.labels or task.kind != "sequence-classification":
+        return task
+    categories = sorted({row[-1] for _, row in _rows(train_file, 3, header=False)})
+    return replace(task, labels=tuple(categories))
+
+
+def read_classification(task, path: Path) -> list[Example]:
+    if task.name == "xnli":  # premise, hypothesis, label; the English train file has a header
+        return [Example(p, _label(task, label, where), h) for where, (p, h, label)
+                in _rows(path, 3, header=path.suffix == ".tsv")]
+    if task.name == "paws-x":  # id, sentence1, sentence2, label, with a header
+        return [Example(a, _label(task, label, where), b) for where, (_, a, b, label)
+                in _rows(path, 4, header=True)]
+    if task.name == "nc":  # title, body, category
+        return [Example(title, _label(task, label, where), body)
+                for where, (title, body, label) in _rows(path, 3, header=False)]
+    if task.name == "qadsm":  # query, ad title, ad description, label
+        return [Example(query, _label(task, label, where), f"{title} {description}")
+                for where, (query, title, description, label) in _rows(path, 4, header=False)]
+    if task.name == "wpr":  # query, page title, snippet, relevance 0-4; grouped by query
+        return [Example(query, _label(task, label, where), f"{title} {snippet}", group=query)
+                for where, (query, title, snippet, label) in _rows(path, 4, header=False)]
+    if task.name == "qam":  # question, passage, label
+        return [Example(question, _label(task, label, where), passage)
+                for where, (question, passage, label) in _rows(path, 3, header=False)]
+    raise ValueError(f"not a classification task: {task.name}")
+
+
+def _tagged_line(task, line: str) -> tuple[str, str | None]:
+    """(word, tag), or (word, None) for a line without a tag. The tag is the last
+    whitespace-separated field; everything before it is the word, inner spaces and no-break
+    spaces included."""
+    fields = line.strip().rsplit(None, 1)
+    if len(fields) == 2 and fields[1] in task.labels:
+        return fields[0], fields[1]
+    return line.strip(), None
+
+
+def read_tagged(task, path: Path) -> list[TokenExample]:
+    """CoNLL-style: `word tag` per line, a blank or `-DOCSTART-` line between sentences. A
+    file whose first token has no tag is unlabelled (a test set released before its tags)."""
+    sentences, words, tags, labelled = [], [], [], None
+
+    def end_sentence():
+        if words:
+            sentences.append(TokenExample(tuple(words), tuple(tags) if labelled else None))
+            words.clear()
+            tags.clear()
+
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip() or line.startswith("-DOCSTART-"):
+                end_sentence()
+                continue
+            word, tag = _tagged_line(task, line)
+            labelled = tag is not None if labelled is None else labelled
+            if labelled != (tag is not None):
+                raise DataFileError(f"{path}:{number}: expected 'word tag' (a tag of "
+                                    f"{task.name}) like the lines before, got {line.strip()!r}")
+            words.append(word)
+            tags.append(_label(task, tag, f"{path}:{number}"))
+    end_sentence()
+    return sentences
+
+
+def _answer(context: str, text: str, start: int) -> tuple[str, int] | None:
+    """(text, start), the start moved to the text's first occurrence when the given offset
+    does not match the context; None when the context does not contain the text at all."""
+    if context[start:start + len(text)] == text:
+        return text, start
+    found = context.find(text)
+    return (text, found) if found >= 0 else None
+
+
+def read_squad(path: Path) -> list[QAExample]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataFileError(f"{path}:{error.lineno}: invalid JSON ({error.msg})") from None
+    examples, moved = [], 0
+    try:
+        for article in data["data"]:
+            for paragraph in article["paragraphs"]:
+                context = paragraph["context"]
+                for qa in paragraph["qas"]:
+                    answers = []
+                    for answer in qa["answers"]:
+                        start = int(answer["answer_start"])
+                        located = _answer(context, answer["text"], start)
+                        moved += located is None or located[1] != start
+                        answers.append(located or (answer["text"], start))
+                    examples.append(QAExample(str(qa["id"]), qa["question"], context,
+                                              tuple(answers)))
+    except (KeyError, TypeError) as error:
+        raise DataFileError(f"{path}: not SQuAD format (missing {error})") from None
+    if moved:  # the metric compares texts; only training reads offsets
+        warnings.warn(f"{path}: {moved} answer(s) not at their answer_start: located by "
+                      "their text where the context contains it", stacklevel=2)
+    return examples
+
+
+def read_xnli_original(task, path: Path, language: str) -> list[Example]:
+    """One language of the original XNLI release's xnli.{dev,test}.tsv (a header row; the
+    language, gold_label, sentence1 and sentence2 columns)."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        needed = {"language", "gold_label", "sentence1", "sentence2"}
+        if not needed <= set(reader.fieldnames or ()):
+            raise DataFileError(f"{path}:1: not the original XNLI layout (needs the columns "
+                                f"{', '.join(sorted(needed))})")
+        return [Example(row["sentence1"], _label(task, row["gold_label"], f"{path}:{n}"),
+                        row["sentence2"]) for n, row in enumerate(reader, start=2)
+                if row["language"] == language]
+
+
