@@ -25,8 +25,8 @@ from graddrop_dist.config import GradDropConfig
 from graddrop_dist.dist.agreement import raise_on_disagreement
 from graddrop_dist.mask import canonical_name, dispatch
 from graddrop_dist.mask.spec import MaskSpec, mask_code_version
-from graddrop_dist.variants import ParamPlan, mask_schedule, may_be_masked, num_layers, \
-    plan_parameter
+from graddrop_dist.variants import (Draw, ParamPlan, mask_schedule, may_be_masked,
+                                    num_layers, plan_parameter)
 
 
 class GradDrop:
@@ -58,6 +58,10 @@ class GradDrop:
         if steps_per_epoch is not None and steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
         self.steps_per_epoch = steps_per_epoch
+        if self.requested.needs_unfreeze_epochs and self.requested.unfreeze_epochs is None:
+            raise ValueError(f"graddrop.unfreeze_epochs: {self.requested.method} needs the "
+                             "epoch from which everything trains; set it (graddrop-train "
+                             "sets it to the run's last epoch)")
         adapter = adapter(model, optimizer) if adapter else adapter_for(model, optimizer)
         self.plans = self._plan(adapter.named_parameter_shapes())
         self.layers = num_layers(self.plans.values())
@@ -166,8 +170,8 @@ class GradDrop:
         """Whether this parameter's gradient is ever touched (it needs a hook)."""
         return may_be_masked(self.config, self.plans[name])
 
-    def schedule(self, name: str, step: int | None = None) -> tuple[int, float]:
-        """(stream, drop rate) of parameter `name` at `step` (default: the current step)."""
+    def schedule(self, name: str, step: int | None = None) -> Draw:
+        """(stream, drop rate, below) of parameter `name` at `step` (default: now)."""
         step = self._step if step is None else step
         epoch = self.epoch if step == self._step else self._epoch_of(step)
         return mask_schedule(self.config, self.plans[name], step, epoch, self.layers)
@@ -179,16 +183,16 @@ class GradDrop:
     def spec(self, name: str, step: int | None = None) -> MaskSpec | None:
         """The mask of parameter `name` at `step` (default: now); None when it is left alone
         (rate 0: not masked, or not at this point of its schedule)."""
-        stream, rate = self.schedule(name, step)
-        if rate == 0.0:
+        draw = self.schedule(name, step)
+        if draw.rate == 0.0 and draw.below == 1.0:
             return None
-        key = (name, stream, rate, self.config.seed)
+        key = (name, *draw, self.config.seed)
         if key not in self._specs:
             if len(self._specs) > 4 * len(self.plans):  # old steps' specs
                 self._specs.clear()
-            self._specs[key] = MaskSpec(self.config.seed, stream, name, rate,
+            self._specs[key] = MaskSpec(self.config.seed, draw.stream, name, draw.rate,
                                         self.plans[name].block(self.config.granularity),
-                                        self.config.rescales)
+                                        self.config.rescales, draw.below)
         return self._specs[key]
 
     # ----------------------------------------------------------------- looking at masks
@@ -209,6 +213,7 @@ class GradDrop:
             if spec is None:
                 continue
             bits = dispatch.keep_bits(spec, min(plan.numel, sample))
-            digest.update(f"{name}:{spec.stream}:{spec.rate!r}:".encode())
+            band = f"{spec.below!r}:" if spec.below != 1.0 else ""
+            digest.update(f"{name}:{spec.stream}:{spec.rate!r}:{band}".encode())
             digest.update(bits.numpy().tobytes())
         return digest.hexdigest()[:16]

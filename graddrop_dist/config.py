@@ -36,8 +36,8 @@ class GradDropConfig:
     method: Method = "graddrop"
     """Variant or baseline (README, "Variants")."""
     drop_rate: float = 0.5
-    """p: probability that one gradient element is dropped (graddrop, graddrop-epoch,
-    childtuning-f)."""
+    """p: probability that one gradient element is dropped (graddrop, childtuning-f, and
+    graddrop-epoch with epoch_masks: independent)."""
     seed: int | None = 0
     """Mask seed. null: rank 0 draws one at attach and broadcasts it (recorded in
     GradDrop.config and its state_dict)."""
@@ -52,15 +52,24 @@ class GradDropConfig:
     head: tuple[str, ...] = DEFAULT_HEAD
     """Patterns of the task head (what head-only trains, what gradual-unfreeze starts with)."""
     p_start: float = 0.9
-    """sparse-unfreeze: drop rate in epoch 0; falls linearly to 0 at `unfreeze_epochs`."""
-    unfreeze_epochs: int = 3
-    """sparse-unfreeze: epoch at which every element is unfrozen."""
+    """sparse-unfreeze and graddrop-epoch (disjoint): the drop rate of epoch 0; it falls
+    linearly to 0 at `unfreeze_epochs`."""
+    unfreeze_epochs: int | None = None
+    """sparse-unfreeze, gradual-unfreeze (layers_per_epoch null) and graddrop-epoch
+    (disjoint): the epoch from which every parameter trains. null: the run's last epoch
+    (graddrop-train fills it in from train.epochs; in your own loop, set it)."""
     p_bottom: float = 0.7
     """layer-graddrop: drop rate of the embeddings (the bottom of the encoder)."""
     p_top: float = 0.3
     """layer-graddrop: drop rate of the top encoder layer; linear in depth in between."""
-    layers_per_epoch: int = 1
-    """gradual-unfreeze: layer groups unfrozen per epoch, top down (embeddings last)."""
+    layers_per_epoch: int | None = None
+    """gradual-unfreeze: layer groups unfrozen per epoch, top down (embeddings last). null:
+    spread them so that everything trains from `unfreeze_epochs` on (ULMFiT); 1: one layer
+    per epoch, whatever the run's length."""
+    epoch_masks: Literal["disjoint", "independent"] = "disjoint"
+    """graddrop-epoch: each epoch trains a new slice [p_e, p_(e-1)) of one draw per element,
+    disjoint from the earlier epochs' slices (their union is sparse-unfreeze's kept set, as
+    in the authors' figure), or an independent mask per epoch at drop_rate."""
     compact: bool = False
     """DDP, FSDP1 and FSDP2: send only the kept elements through the gradient collective
     (every rank knows the mask), then expand; the result equals the dense path. With
@@ -80,8 +89,9 @@ class GradDropConfig:
         if self.verify_every < 0:
             raise ValueError(f"graddrop.verify_every: must be >= 0, got {self.verify_every}")
         for name in ("unfreeze_epochs", "layers_per_epoch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"graddrop.{name}: must be >= 1, got {getattr(self, name)}")
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"graddrop.{name}: must be >= 1 or null, got "
+                                 f"{getattr(self, name)}")
         if self.method == "childtuning-f" and self.rescale is False:
             raise ValueError("graddrop.rescale: childtuning-f always rescales by 1/(1-p); "
                              "allowed values for this method: true or null")
@@ -93,6 +103,13 @@ class GradDropConfig:
     def rescales(self) -> bool:
         """The effective rescale flag (the method's default when `rescale` is null)."""
         return self.method == "childtuning-f" if self.rescale is None else self.rescale
+
+    @property
+    def needs_unfreeze_epochs(self) -> bool:
+        """Whether the schedule depends on the epoch by which everything trains."""
+        return self.method == "sparse-unfreeze" or (
+            self.method == "gradual-unfreeze" and self.layers_per_epoch is None) or (
+            self.method == "graddrop-epoch" and self.epoch_masks == "disjoint")
 
     @property
     def masks(self) -> bool:

@@ -10,8 +10,10 @@ Layer positions for BERT / RoBERTa / XLM-R encoders: the embeddings are position
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from graddrop_dist.config import GradDropConfig
 
@@ -86,12 +88,21 @@ def may_be_masked(config: GradDropConfig, plan: ParamPlan) -> bool:
     return config.masks and plan.maskable
 
 
+def groups_per_epoch(config: GradDropConfig, layers: int) -> int:
+    """gradual-unfreeze: layer groups unfrozen per epoch; spread (layers_per_epoch null) so
+    that the embeddings, the last of layers + 1 groups, unfreeze at `unfreeze_epochs`."""
+    if config.layers_per_epoch is not None:
+        return config.layers_per_epoch
+    return math.ceil((layers + 1) / config.unfreeze_epochs)
+
+
 def is_trainable(config: GradDropConfig, plan: ParamPlan, epoch: int, layers: int) -> bool:
     """Whether a parameter receives a (non-zero) gradient (the freezing baselines)."""
     if config.method == "head-only":
         return plan.head
     if config.method == "gradual-unfreeze":
-        return plan.head or unfreeze_group(plan, layers) <= epoch * config.layers_per_epoch
+        return plan.head or \
+            unfreeze_group(plan, layers) <= epoch * groups_per_epoch(config, layers)
     return True
 
 
@@ -104,29 +115,50 @@ def depth_fraction(plan: ParamPlan, layers: int) -> float:
     return 1.0
 
 
-def mask_schedule(config: GradDropConfig, plan: ParamPlan, step: int, epoch: int,
-                  layers: int) -> tuple[int, float]:
-    """(stream, drop rate) of this parameter's mask at optimizer step `step`, epoch `epoch`.
+class Draw(NamedTuple):
+    """Which draws a mask keeps: element i is kept when rate <= U(stream, i) < below."""
 
-    A rate of 0 means "not masked" (full, excluded parameters, a schedule at 0). Frozen
-    parameters of head-only / gradual-unfreeze get rate 1: their gradient is zeroed, which
-    every backend can do at the same place as the mask, with no change to requires_grad
-    (DDP buckets, FSDP flat parameters and ZeRO partitions are fixed when they are built).
+    stream: int
+    rate: float
+    below: float = 1.0
+
+
+def unfreeze_rate(config: GradDropConfig, epoch: int) -> float:
+    """sparse-unfreeze's drop rate at `epoch`: p_start, falling linearly to 0 at
+    unfreeze_epochs. Epoch -1 (before training) is 1: nothing kept."""
+    if epoch < 0:
+        return 1.0
+    return config.p_start * max(0.0, 1.0 - epoch / config.unfreeze_epochs)
+
+
+def mask_schedule(config: GradDropConfig, plan: ParamPlan, step: int, epoch: int,
+                  layers: int) -> Draw:
+    """The draws of this parameter's mask at optimizer step `step`, epoch `epoch`.
+
+    A rate of 0 (below 1) means "not masked" (full, excluded parameters, a schedule at 0).
+    Frozen parameters of head-only / gradual-unfreeze get rate 1: their gradient is zeroed,
+    which every backend can do at the same place as the mask, with no change to
+    requires_grad (DDP buckets, FSDP flat parameters and ZeRO partitions are fixed when
+    they are built).
     """
     if config.freezes:
-        return 0, 0.0 if is_trainable(config, plan, epoch, layers) else 1.0
+        return Draw(0, 0.0 if is_trainable(config, plan, epoch, layers) else 1.0)
     if not config.masks or not plan.maskable:
-        return 0, 0.0
+        return Draw(0, 0.0)
     method = config.method
     if method in ("graddrop", "childtuning-f"):
-        return step, config.drop_rate
+        return Draw(step, config.drop_rate)
+    if method == "graddrop-epoch" and config.epoch_masks == "independent":
+        return Draw(epoch, config.drop_rate)
     if method == "graddrop-epoch":
-        return epoch, config.drop_rate
+        # One draw per element for the whole run; each epoch keeps the slice sparse-unfreeze
+        # adds that epoch, so the epochs' kept sets are disjoint.
+        return Draw(0, unfreeze_rate(config, epoch), unfreeze_rate(config, epoch - 1))
     if method == "sparse-unfreeze":
         # One draw per element for the whole run (stream 0): as p falls, the kept sets
         # are nested and grow until everything trains at `unfreeze_epochs`.
-        return 0, config.p_start * max(0.0, 1.0 - epoch / config.unfreeze_epochs)
+        return Draw(0, unfreeze_rate(config, epoch))
     if method == "layer-graddrop":
         fraction = depth_fraction(plan, layers)
-        return step, config.p_bottom + (config.p_top - config.p_bottom) * fraction
+        return Draw(step, config.p_bottom + (config.p_top - config.p_bottom) * fraction)
     raise AssertionError(f"unhandled method {method}")

@@ -125,7 +125,7 @@ class KeptElements:
 def kept(spec: MaskSpec | None, start: int, length: int):
     """How span [start, start + length) of a parameter is packed under `spec` (None: the
     parameter is not masked at this step)."""
-    if spec is None or spec.rate == 0.0:
+    if spec is None or (spec.rate == 0.0 and not spec.banded):
         return Whole(length)
     if spec.block > 1 and start % spec.block == 0 and length % spec.block == 0:
         return KeptBlocks(spec, start, length)

@@ -50,6 +50,9 @@ def announce(spec: MaskSpec, offset: int, length: int) -> None:
 def keep_bits(spec: MaskSpec, length: int, *, offset: int = 0,
               device: torch.device | str | None = None) -> torch.Tensor:
     """Bool tensor: element i is True when global element `offset + i` is kept."""
+    if spec.banded:  # rate <= U < below: kept by the floor, not by the ceiling
+        return keep_bits(spec.floor(), length, offset=offset, device=device) & \
+            ~keep_bits(spec.ceiling(), length, offset=offset, device=device)
     probe = torch.empty(0, device=device)
     interior = not (spec.keeps_all or spec.drops_all) and length > 0
     if interior and _triton_handles(probe.float()) and offset >= 0:
@@ -73,11 +76,16 @@ def apply_mask(spec: MaskSpec, grad: torch.Tensor, *, offset: int = 0,
     elif out.shape != grad.shape or out.dtype != grad.dtype or not out.is_contiguous():
         raise ValueError("out must be a contiguous tensor with grad's shape and dtype")
     announce(spec, offset, grad.numel())
-    if spec.rate == 0.0:
+    if spec.rate == 0.0 and not spec.banded:
         return out.copy_(grad) if out is not grad else out
     if spec.drops_all:
         return out.zero_()
     source = grad if grad.is_contiguous() else grad.contiguous()
+    if spec.banded:  # two draws per element: the keep bits, then the reference's formula
+        keep = keep_bits(spec, grad.numel(), offset=offset, device=grad.device)
+        kept = source * spec.scale if spec.scale != 1.0 else source
+        return out.copy_(torch.where(keep.view(grad.shape), kept,
+                                     torch.zeros((), dtype=grad.dtype, device=grad.device)))
     if _triton_handles(grad):
         from graddrop_dist.mask.triton_kernel import triton_mask
 
@@ -93,7 +101,7 @@ def apply_mask(spec: MaskSpec, grad: torch.Tensor, *, offset: int = 0,
 
 # ------------------------------------------------------------------------------ packing
 def _packs(tensor: torch.Tensor, spec: MaskSpec) -> bool:
-    return (tensor.is_contiguous() and fused.handles(tensor)
+    return (tensor.is_contiguous() and fused.handles(tensor) and not spec.banded
             and not (spec.keeps_all or spec.drops_all))
 
 

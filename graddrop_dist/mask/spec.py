@@ -1,7 +1,8 @@
 """Which bits, as one value: `MaskSpec` names the draw of one parameter at one point of
 its schedule, and computes its key once.
 
-    keep(i) = U(seed, stream, name, (offset + i) // block) >= round(rate * 2**32)
+    keep(i) = round(rate * 2**32) <= U(seed, stream, name, (offset + i) // block)
+                                     <  round(below * 2**32)
 
 The offset is not part of the spec: it says where a span of the parameter starts (an
 FSDP shard, a slice of a flat buffer), and every span of one spec draws from the same
@@ -27,11 +28,13 @@ class MaskSpec:
     name: str  # the canonical parameter name
     rate: float  # the drop rate p
     block: int = 1  # elements sharing one draw: 1, a row, or the whole tensor
-    rescale: bool = False  # kept values times 1 / (1 - p)
+    rescale: bool = False  # kept values times 1 / (the fraction kept)
+    below: float = 1.0  # draws at or above it are dropped too (a band; 1: no bound)
     key: MaskKey = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_drop_rate(self.rate)
+        check_drop_rate(self.below)
         if self.block < 1:
             raise ValueError(f"block must be >= 1, got {self.block}")
         object.__setattr__(self, "key", mask_key(seed=self.seed, stream=self.stream,
@@ -45,20 +48,39 @@ class MaskSpec:
 
     @cached_property
     def scale(self) -> float:
-        return rescale_factor(self.rate, self.rescale)
+        if not self.banded:
+            return rescale_factor(self.rate, self.rescale)
+        kept = self.below - self.rate
+        return 1.0 / kept if self.rescale and 0.0 < kept < 1.0 else 1.0
+
+    @property
+    def banded(self) -> bool:
+        """Whether draws are dropped above as well as below (`below` < 1)."""
+        return self.below < 1.0
 
     @property
     def keeps_all(self) -> bool:
-        return self.key.threshold == 0
+        return self.key.threshold == 0 and not self.banded
 
     @property
     def drops_all(self) -> bool:
-        """p = 1, or so close to 1 that the threshold rounds to "drop everything"."""
-        return self.key.threshold >= 2**32
+        """p = 1 (or so close that the threshold rounds to "drop everything"), or an empty
+        band."""
+        return self.key.threshold >= 2**32 or (self.banded and self.ceiling().key.threshold
+                                                <= self.key.threshold)
+
+    def floor(self) -> MaskSpec:
+        """The band's lower edge alone: keep(i) = U >= rate."""
+        return MaskSpec(self.seed, self.stream, self.name, self.rate, self.block)
+
+    def ceiling(self) -> MaskSpec:
+        """The band's upper edge as a spec of its own: keep(i) = U >= below."""
+        return MaskSpec(self.seed, self.stream, self.name, self.below, self.block)
 
     def per_block(self) -> MaskSpec:
         """The same draws with one bit per block: block j's bit is this spec's draw j."""
-        return MaskSpec(self.seed, self.stream, self.name, self.rate, 1, self.rescale)
+        return MaskSpec(self.seed, self.stream, self.name, self.rate, 1, self.rescale,
+                        self.below)
 
 
 def mask_code_version() -> str:

@@ -27,7 +27,8 @@ def raw_gradients(model, batches):
 def test_masked_elements_get_exactly_zero_gradient_while_training(method):
     model = tiny_xlmr()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    graddrop = GradDrop(GradDropConfig(method=method, drop_rate=0.5, seed=5)).attach(
+    graddrop = GradDrop(GradDropConfig(method=method, drop_rate=0.5, seed=5,
+                                       unfreeze_epochs=3)).attach(
         model, optimizer, steps_per_epoch=2)
     for batch in fixed_batches(5):
         expected = raw_gradients(model, [batch])
@@ -109,20 +110,19 @@ def test_detach_removes_every_hook():
 def test_state_dict_resumes_the_mask_stream():
     model = tiny_xlmr()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    first = GradDrop(GradDropConfig(method="graddrop-epoch")).attach(model, optimizer,
-                                                                    steps_per_epoch=3)
+    config = GradDropConfig(method="graddrop-epoch", epoch_masks="independent")
+    first = GradDrop(config).attach(model, optimizer, steps_per_epoch=3)
     for _ in range(4):
         optimizer.step()
     name = "roberta.encoder.layer.0.output.dense.weight"
     state = first.state_dict()
     first.detach()
-    second = GradDrop(GradDropConfig(method="graddrop-epoch")).attach(model, optimizer,
-                                                                     steps_per_epoch=3)
+    second = GradDrop(config).attach(model, optimizer, steps_per_epoch=3)
     second.load_state_dict(state)
     assert (second.step, second.epoch) == (4, 1)
     assert torch.equal(second.keep_mask(name), first.keep_mask(name, step=4))
     with pytest.raises(ValueError, match="drop_rate"):
-        GradDrop(GradDropConfig(method="graddrop-epoch", drop_rate=0.2)).load_state_dict(state)
+        GradDrop(config.replace(drop_rate=0.2)).load_state_dict(state)
 
 
 def test_attach_rejects_double_attach_and_bad_targets():

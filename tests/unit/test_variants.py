@@ -1,4 +1,4 @@
-"""Each variant's semantics (METHOD.md): streams, rates by depth, nesting, freezing."""
+"""Each variant's semantics (docs/METHOD.md): streams, rates by depth, nesting, freezing."""
 
 from __future__ import annotations
 
@@ -39,12 +39,39 @@ def test_graddrop_draws_a_new_mask_every_optimizer_step():
     assert torch.equal(graddrop.keep_mask(LAYER0, step=1), masks[1])
 
 
-def test_graddrop_epoch_is_constant_within_an_epoch_and_new_across():
-    _, _, graddrop = attached(steps_per_epoch=3, method="graddrop-epoch", drop_rate=0.5)
+@pytest.mark.parametrize("epoch_masks", ["disjoint", "independent"])
+def test_graddrop_epoch_is_constant_within_an_epoch_and_new_across(epoch_masks):
+    _, _, graddrop = attached(steps_per_epoch=3, method="graddrop-epoch", drop_rate=0.5,
+                              unfreeze_epochs=3, epoch_masks=epoch_masks)
     masks = [graddrop.keep_mask(LAYER0, step=s) for s in range(6)]
     assert all(torch.equal(masks[0], m) for m in masks[1:3])
     assert all(torch.equal(masks[3], m) for m in masks[4:6])
     assert not torch.equal(masks[0], masks[3])
+
+
+def test_disjoint_graddrop_epoch_slices_sparse_unfreeze():
+    # The authors' figure: each epoch unmasks a new set of units, disjoint from the earlier
+    # ones; their running union is sparse-unfreeze's kept set.
+    common = dict(steps_per_epoch=1, p_start=0.8, unfreeze_epochs=4, seed=3)
+    _, _, disjoint = attached(method="graddrop-epoch", **common)
+    _, _, union = attached(method="sparse-unfreeze", **common)
+    seen = torch.zeros_like(disjoint.keep_mask(WORD, step=0))
+    for epoch in range(5):
+        kept = disjoint.keep_mask(WORD, step=epoch)
+        assert not (kept & seen).any()  # disjoint from every earlier epoch
+        seen |= kept
+        assert torch.equal(seen, union.keep_mask(WORD, step=epoch))
+        if epoch:  # each epoch adds p_start / unfreeze_epochs = 0.2 of the elements
+            assert abs(kept.double().mean().item() - 0.2) < 4 * math.sqrt(0.2 * 0.8 /
+                                                                          kept.numel())
+    assert seen.all()
+    # A band spec masks gradients and packs exactly as its keep bits say.
+    spec = disjoint.spec(WORD, step=2)
+    assert spec.banded and (spec.rate, spec.below) == pytest.approx((0.4, 0.6))
+    grad = torch.randn(spec_numel := disjoint.plans[WORD].numel)
+    bits = disjoint.keep_mask(WORD, step=2).view(-1)
+    assert torch.equal(dispatch.apply_mask(spec, grad), torch.where(bits, grad, 0.0))
+    assert spec_numel == bits.numel()
 
 
 def test_sparse_unfreeze_kept_sets_are_nested_and_grow_to_everything():
@@ -130,23 +157,35 @@ def test_head_only_trains_only_the_head():
     assert all(not grads[n].any() for n in grads if n not in head)
 
 
-def test_gradual_unfreeze_adds_one_layer_per_epoch_top_down():
+@pytest.mark.parametrize("config,expected", [
+    # One layer per epoch (the explicit old schedule): 3 layers + embeddings need 4 epochs.
+    (dict(layers_per_epoch=1), [([], False), ([2], False), ([1, 2], False),
+                                ([0, 1, 2], False), ([0, 1, 2], True)]),
+    # Spread (the default): everything trains from unfreeze_epochs = 2 on, 2 groups a time.
+    (dict(unfreeze_epochs=2), [([], False), ([1, 2], False), ([0, 1, 2], True),
+                               ([0, 1, 2], True), ([0, 1, 2], True)]),
+])
+def test_gradual_unfreeze_unfreezes_top_down(config, expected):
     model = tiny_xlmr(layers=3)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
-    GradDrop(GradDropConfig(method="gradual-unfreeze")).attach(model, optimizer,
-                                                               steps_per_epoch=1)
+    GradDrop(GradDropConfig(method="gradual-unfreeze", **config)).attach(
+        model, optimizer, steps_per_epoch=1)
 
     def trained_parts(moved):
+        assert all(n in moved for n, _ in model.named_parameters()
+                   if n.startswith("classifier."))  # the head trains from the start
         return (sorted({layer_index(n) for n in moved if layer_index(n) is not None}),
-                any("embeddings" in n for n in moved),
-                all(n in moved for n, _ in model.named_parameters()
-                    if n.startswith("classifier.")))
+                any("embeddings" in n for n in moved))
 
-    expected = [([], False, True), ([2], False, True), ([1, 2], False, True),
-                ([0, 1, 2], False, True), ([0, 1, 2], True, True)]
     for epoch_parts in expected:  # one optimizer step per epoch
         _, moved = train_one_step(model, optimizer)
         assert trained_parts(moved) == epoch_parts
+
+
+def test_a_schedule_without_its_last_epoch_is_one_line():
+    with pytest.raises(ValueError, match="graddrop.unfreeze_epochs: gradual-unfreeze needs "
+                                         "the epoch from which everything trains"):
+        attached(method="gradual-unfreeze")
 
 
 def test_freezing_schedule_is_a_pure_function_of_epoch():
