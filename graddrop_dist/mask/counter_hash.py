@@ -5,7 +5,7 @@
 U is two rounds of a 32-bit integer mixer over the 64-bit global draw index, keyed by a
 64-bit digest of (seed, stream, name). Nothing depends on the process, the device, the
 shard layout or a generator's state, so every rank of every backend computes the same
-bits for the same global element (METHOD.md, "The mask").
+bits for the same global element (docs/METHOD.md, "The mask").
 
 This module is the *reference* implementation: plain torch integer ops with no overflow
 anywhere (products are split so they stay below 2**63), valid on every device. The fused
