@@ -5,31 +5,54 @@ from __future__ import annotations
 
 from graddrop_dist.tasks.base import Example, QAExample, TaskData, TokenExample
 from graddrop_dist.tasks.chatterbot_topics import build_chatterbot_topics
+from graddrop_dist.tasks.cldr_emoji import build_cldr_emoji
 from graddrop_dist.tasks.xglue import XGLUE, load_xglue_local
 
-TASKS = ["chatterbot-topics", *(f"xglue-{name}" for name in XGLUE)]
+OFFLINE_TASKS = ["cldr-emoji", "chatterbot-topics"]
+TASKS = [*OFFLINE_TASKS, *(f"xglue-{name}" for name in XGLUE)]
 
 
 def reads_the_hub(name: str, data_dir: str | None) -> bool:
     """Whether load_task would download (an XGLUE task without a release on disk)."""
-    return name != "chatterbot-topics" and not data_dir
+    return name not in OFFLINE_TASKS and not data_dir
 
 
 def load_task(name: str, *, split_seed: int = 13, min_examples: int = 40,
-              data_dir: str | None = None, hub_id: str = "microsoft/xglue") -> TaskData:
-    """The offline task, or an XGLUE task from `data_dir` (the release on disk) or, when no
-    data_dir is given, from the Hugging Face hub."""
+              data_dir: str | None = None, hub_id: str = "microsoft/xglue",
+              languages: list[str] | None = None, label: str = "group",
+              keywords: bool = False) -> TaskData:
+    """An offline task, or an XGLUE task from `data_dir` (the release on disk) or, when no
+    data_dir is given, from the Hugging Face hub. `languages`: evaluate only these (and the
+    training language). `label` and `keywords` are cldr-emoji's."""
+    if name == "cldr-emoji":
+        return build_cldr_emoji(seed=split_seed, label=label, keywords=keywords,
+                                languages=languages)
     if name == "chatterbot-topics":
-        return build_chatterbot_topics(seed=split_seed, min_examples=min_examples)
-    if name in TASKS:
+        task = build_chatterbot_topics(seed=split_seed, min_examples=min_examples)
+    elif name in TASKS:
         xglue_name = name.removeprefix("xglue-")
         if data_dir:
-            return load_xglue_local(xglue_name, data_dir)
-        from graddrop_dist.tasks.xglue_hub import load_xglue_hub
+            task = load_xglue_local(xglue_name, data_dir)
+        else:
+            from graddrop_dist.tasks.xglue_hub import load_xglue_hub
 
-        return load_xglue_hub(xglue_name, hub_id)
-    raise ValueError(f"task.name: expected one of {', '.join(TASKS)}, got {name!r}")
+            task = load_xglue_hub(xglue_name, hub_id)
+    else:
+        raise ValueError(f"task.name: expected one of {', '.join(TASKS)}, got {name!r}")
+    return only_languages(task, languages) if languages is not None else task
 
 
-__all__ = ["Example", "QAExample", "TASKS", "TaskData", "TokenExample", "load_task",
+def only_languages(task: TaskData, languages: list[str]) -> TaskData:
+    """`task` evaluated on `languages` (and its training language) only."""
+    available = set(task.dev) | set(task.test)
+    if missing := sorted(set(languages) - available):
+        raise ValueError(f"task.languages: {', '.join(missing)} not in {task.name} (it has "
+                         f"{', '.join(sorted(available))})")
+    keep = set(languages) | {task.train_language}
+    task.dev = {lang: rows for lang, rows in task.dev.items() if lang in keep}
+    task.test = {lang: rows for lang, rows in task.test.items() if lang in keep}
+    return task
+
+
+__all__ = ["Example", "OFFLINE_TASKS", "QAExample", "TASKS", "TaskData", "TokenExample", "load_task",
            "reads_the_hub"]

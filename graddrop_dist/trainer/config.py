@@ -47,9 +47,9 @@ class ModelConfig:
 class TaskConfig:
     SECTION = "task"
 
-    name: str = "chatterbot-topics"
-    """chatterbot-topics (offline) or xglue-<task>: ner, pos, mlqa, nc, xnli, paws-x, qadsm,
-    wpr, qam (graddrop_dist.tasks.TASKS)."""
+    name: str = "cldr-emoji"
+    """cldr-emoji or chatterbot-topics (offline), or xglue-<task>: ner, pos, mlqa, nc, xnli,
+    paws-x, qadsm, wpr, qam (graddrop_dist.tasks.TASKS)."""
     split_seed: int = 13
     """Seed of the fixed train/dev/test split (offline tasks)."""
     min_examples: int = 40
@@ -58,12 +58,21 @@ class TaskConfig:
     """XGLUE: the release on disk (xglue_full_dataset/ or one task's folder); null reads
     the Hugging Face hub dataset `hub_id` instead."""
     hub_id: str = "microsoft/xglue"
+    languages: tuple[str, ...] | None = None
+    """Evaluate only these languages (and the training language); null: every one."""
+    label: Literal["group", "subgroup"] = "group"
+    """cldr-emoji: what an emoji's name is classified into (8 groups or 96 subgroups)."""
+    keywords: bool = False
+    """cldr-emoji: the English keywords as extra training texts (beside the names)."""
 
     def __post_init__(self) -> None:
         from graddrop_dist.tasks import TASKS
 
         if self.name not in TASKS:
             raise ValueError(f"task.name: expected one of {', '.join(TASKS)}, got {self.name!r}")
+        if self.name != "cldr-emoji" and (self.label != "group" or self.keywords):
+            raise ValueError(f"task.label / task.keywords: cldr-emoji options, not "
+                             f"{self.name}'s")
 
 
 @typed_config
@@ -95,10 +104,13 @@ class TrainConfig:
     strict zero-shot choice: no other language's labels are used), or the best average dev
     score over every language (XGLUE's official protocol, as Unicoder's fine-tuning code
     selects; it uses the other languages' dev labels)."""
-    evaluate: Literal["every-epoch", "end"] = "every-epoch"
-    """When to evaluate every language: after each epoch (the best epoch is chosen by
-    `select`) or only at the end of the run (best = final; sweeps use it, evaluation costs
-    as much as an epoch of the offline task)."""
+    evaluate: Literal["every-epoch", "selected", "end"] = "every-epoch"
+    """When to evaluate: every language's dev and test sets after each epoch (the best
+    epoch chosen by `select`); `selected`: after each epoch only the dev set(s) `select`
+    reads, the best epoch's weights kept, every test set scored once on them at the end
+    (the same best-epoch scores at a fraction of the cost; the other languages' dev scores
+    are not computed under en-dev); `end`: everything once, after the last epoch
+    (best = final)."""
     max_steps: int = 0
     """Stop after this many optimizer steps (0: run all epochs); for smoke tests."""
     nonfinite: Literal["skip", "stop"] = "skip"

@@ -44,9 +44,10 @@ def layer_classes(model) -> tuple[type, ...]:
 
 
 def load_job_task(config: JobConfig):
-    return load_task(config.task.name, split_seed=config.task.split_seed,
-                     min_examples=config.task.min_examples, data_dir=config.task.data_dir,
-                     hub_id=config.task.hub_id)
+    task = config.task
+    return load_task(task.name, split_seed=task.split_seed, min_examples=task.min_examples,
+                     data_dir=task.data_dir, hub_id=task.hub_id, languages=None if task.languages is None else list(task.languages),
+                     label=task.label, keywords=task.keywords)
 
 
 @dataclass

@@ -43,7 +43,10 @@ def write(tmp_path, data, name="job.yaml"):
     ({}, ["graddrop.drop_rate=2"], "graddrop.drop_rate: must be in [0, 1], got 2.0"),
     ({"backend": {"name": "deepspeed", "ds_config": "ds_configs/zero3.json"}},
      ["graddrop.compact=true"], "allowed with backend deepspeed: false"),
-    ({}, ["train.evaluate=never"], "train.evaluate: expected one of every-epoch, end"),
+    ({}, ["train.evaluate=never"], "train.evaluate: expected one of every-epoch, selected, end"),
+    ({}, ["task.name=chatterbot-topics", "task.keywords=true"],
+     "task.label / task.keywords: cldr-emoji options, not chatterbot-topics's"),
+    ({}, ["task.label=topic"], "task.label: expected one of group, subgroup"),
 ])
 def test_config_errors_are_one_line(tmp_path, data, overrides, message):
     with pytest.raises(ConfigError) as error:

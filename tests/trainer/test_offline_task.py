@@ -69,5 +69,5 @@ def test_malformed_yaml_names_file_and_line(tmp_path):
 
 
 def test_unknown_task_name_lists_the_allowed_ones():
-    with pytest.raises(ValueError, match="task.name: expected one of chatterbot-topics, xglue-ner"):
+    with pytest.raises(ValueError, match="task.name: expected one of cldr-emoji, chatterbot-topics, xglue-ner"):
         load_task("xnli-typo")
