@@ -217,6 +217,27 @@ class Backend(DistributedCheckpointing):
         call it on every rank)."""
         return canonical_on_cpu(self.module.named_parameters())
 
+    def local_weights(self) -> dict[str, torch.Tensor]:
+        """This rank's storage of every trainable parameter, the tensors forward reads
+        (a replica, or this rank's shard: a DTensor's local part, a flat shard's view)."""
+        return {name: param.data for name, param in self.module.named_parameters()
+                if param.requires_grad}
+
+    def snapshot_weights(self) -> dict[str, torch.Tensor]:
+        """A CPU copy of `local_weights` (no collective: every rank keeps its own part)."""
+        return {name: tensor.detach().to("cpu", copy=True)
+                for name, tensor in self.local_weights().items()}
+
+    def restore_weights(self, snapshot: dict[str, torch.Tensor]) -> None:
+        """Put a `snapshot_weights` copy back (to evaluate the best epoch's model)."""
+        weights = self.local_weights()
+        if set(weights) != set(snapshot):
+            raise ValueError("restore_weights: the snapshot holds other parameters "
+                             f"({len(snapshot)} vs {len(weights)})")
+        with torch.no_grad():
+            for name, tensor in weights.items():
+                tensor.copy_(snapshot[name].to(tensor.device))
+
     def close(self) -> None:
         self.model = self.optimizer = self.scheduler = self.scaler = None
         gc.collect()

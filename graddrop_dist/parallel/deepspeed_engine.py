@@ -214,6 +214,14 @@ class DeepSpeedBackend(Backend):
                 return canonical_on_cpu(self.module.named_parameters())
         return canonical_on_cpu(self.module.named_parameters())
 
+    def local_weights(self):
+        # ZeRO-3 keeps a parameter's shard in ds_tensor (param.data is an empty stub), except
+        # a parameter small enough to persist whole on every rank (ds_persist), which
+        # forward reads from param.data.
+        return {name: param.data if getattr(param, "ds_persist", True) else
+                param.ds_tensor.data
+                for name, param in self.module.named_parameters() if param.requires_grad}
+
     def save_checkpoint(self, folder: Path) -> None:
         # Model, optimizer, schedule and loss scale, in DeepSpeed's own format.
         self.model.save_checkpoint(str(folder), tag="deepspeed")

@@ -36,3 +36,15 @@ class FSDP1Backend(ShardedBackend):
         return float(self.model.clip_grad_norm_(max_norm))
 
 
+
+    # FSDP1 rebuilds its original parameters' views of the flat shard as it trains, so a
+    # view kept between evaluations may no longer be the storage forward reads. The copy is
+    # taken from, and put back through, the gathered parameters (a collective: every rank
+    # keeps the whole of each trainable tensor, on the CPU).
+    def snapshot_weights(self):
+        with FullyShardedDataParallel.summon_full_params(self.model, writeback=False):
+            return super().snapshot_weights()
+
+    def restore_weights(self, snapshot) -> None:
+        with FullyShardedDataParallel.summon_full_params(self.model, writeback=True):
+            super().restore_weights(snapshot)

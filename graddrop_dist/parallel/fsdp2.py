@@ -7,7 +7,7 @@ import contextlib
 
 import torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import fully_shard
+from torch.distributed.fsdp import FSDPModule, fully_shard
 
 from graddrop_dist.backends.fsdp2 import FSDP2Adapter
 from graddrop_dist.parallel.sharded import ShardedBackend
@@ -34,3 +34,19 @@ class FSDP2Backend(ShardedBackend):
             yield
         finally:
             self.model.set_requires_gradient_sync(True)
+
+    # The root group stays unsharded after a forward (its backward would need it at
+    # once); its sharded parameters, which the copy is read from and written to, are what
+    # forward reads only once every group is resharded.
+    def _reshard(self) -> None:
+        for module in self.model.modules():
+            if isinstance(module, FSDPModule):
+                module.reshard()
+
+    def snapshot_weights(self):
+        self._reshard()
+        return super().snapshot_weights()
+
+    def restore_weights(self, snapshot) -> None:
+        self._reshard()
+        super().restore_weights(snapshot)

@@ -18,6 +18,7 @@ from graddrop_dist import GradDrop
 from graddrop_dist.dist.context import RankContext
 from graddrop_dist.dist.device import resolve_device
 from graddrop_dist.parallel import backend_class
+from graddrop_dist.trainer.best_weights import BestWeights
 from graddrop_dist.trainer.checkpoint import Checkpointer
 from graddrop_dist.trainer.config import JobConfig
 from graddrop_dist.trainer.data import collate
@@ -26,8 +27,12 @@ from graddrop_dist.trainer.export import export_pretrained
 from graddrop_dist.trainer.faults import fault_loss, inject_fault
 from graddrop_dist.trainer.inputs import layer_classes, prepare_inputs
 from graddrop_dist.trainer.rank_checks import agree_on_job, write_rank_record
-from graddrop_dist.trainer.reporting import (MetricsLog, results_table, write_predictions,
-                                              write_results)
+from graddrop_dist.trainer.reporting import (
+    MetricsLog,
+    results_table,
+    write_predictions,
+    write_results,
+)
 from graddrop_dist.trainer.state import JobState
 
 
@@ -55,6 +60,8 @@ class Job:
                                      context.device)
         self.graddrop = self.backend.attach(GradDrop(config.graddrop_config()),
                                             steps_per_epoch=self.inputs.plan.steps_per_epoch)
+        self.best_weights = BestWeights(self.output / "best_weights", context.rank) \
+            if config.train.evaluate == "selected" else None
         self.checkpoints = Checkpointer(self.output / "checkpoints", context,
                                         keep=config.output.keep_checkpoints)
         self.state = JobState(global_batch=self.inputs.plan.global_batch)
@@ -71,6 +78,8 @@ class Job:
         self.graddrop.load_state_dict(self.state.graddrop)
         self.backend.skipped_steps = self.state.skipped_nonfinite_steps
         self.backend.overflow_steps = self.state.skipped_overflow_steps
+        if self.best_weights is not None:
+            self.best_weights.load()
         return True
 
     def announce(self) -> None:
@@ -95,6 +104,8 @@ class Job:
             if state.step_in_epoch >= plan.steps_per_epoch:
                 if self.config.train.evaluate == "every-epoch":
                     self.evaluate(state.epoch)
+                elif self.config.train.evaluate == "selected":
+                    self.evaluate_selection(state.epoch)
                 state.epoch, state.step_in_epoch = state.epoch + 1, 0
             self.save_checkpoint()
         progress.close()
@@ -127,26 +138,67 @@ class Job:
         return self.inputs.task.train_language if self.config.train.select == "en-dev" \
             else "avg"
 
+    def _score(self, split: str, languages=None, files: dict | None = None):
+        """({language: score, "avg"}, {metric: ...}) on `split` for `languages` (all)."""
+        inputs = self.inputs
+        examples, encoded = getattr(inputs.task, split), inputs.eval_data[split]
+        if languages is not None:
+            examples = {lang: examples[lang] for lang in languages if lang in examples}
+            encoded = {lang: encoded[lang] for lang in examples}
+        return evaluate_languages(self.backend, inputs.head, inputs.task, examples, encoded,
+                                  self.context, files=files,
+                                  batch_size=self.config.train.eval_batch_size,
+                                  pad_id=inputs.tokenizer.pad_token_id)
+
     def evaluate(self, epoch: int) -> None:
         """Every language's dev and test scores; the best model exported when it is one."""
-        inputs, scores, extra, files = self.inputs, {}, {}, {}
+        scores, extra, files = {}, {}, {}
         for split in ("dev", "test"):
-            scores[split], extra[split] = evaluate_languages(
-                self.backend, inputs.head, inputs.task, getattr(inputs.task, split),
-                inputs.eval_data[split], self.context,
-                files=files if split == "test" else None,
-                batch_size=self.config.train.eval_batch_size,
-                pad_id=inputs.tokenizer.pad_token_id)
+            scores[split], extra[split] = self._score(
+                split, files=files if split == "test" else None)
         best = self.state.record_evaluation(epoch, scores, self.selected_by(),
                                             extra if any(extra.values()) else None)
         self.metrics.log(self.state.global_step, eval=scores)
-        if best and self.context.is_main:
+        if best:
+            self._publish_best(files)
+
+    def evaluate_selection(self, epoch: int) -> None:
+        """train.evaluate=selected: only the dev set(s) the selection reads; the weights
+        kept when they are the best so far."""
+        selection = [self.inputs.task.train_language] if self.selected_by() != "avg" else None
+        dev, extra = self._score("dev", selection)
+        scores = {"dev": dev}
+        if self.state.record_evaluation(epoch, scores, self.selected_by(),
+                                        {"dev": extra} if extra else None):
+            self.best_weights.keep(self.backend, epoch)
+        self.metrics.log(self.state.global_step, eval=scores)
+
+    def evaluate_best_on_test(self) -> None:
+        """train.evaluate=selected: the kept best weights back in the model, every
+        language's test set scored once, added to the best epoch's record."""
+        best = self.state.best
+        self.best_weights.restore(self.backend, best["epoch"])
+        files: dict = {}
+        test, extra = self._score("test", files=files)
+        for record in [best, *self.state.history]:
+            if record["epoch"] == best["epoch"]:
+                record["test"] = test
+                if extra:
+                    record.setdefault("extra", {})["test"] = extra
+        self.metrics.log(self.state.global_step, eval={"test": test})
+        self._publish_best(files)
+
+    def _publish_best(self, files: dict) -> None:
+        """The best epoch's test predictions and, when asked, its model."""
+        if self.context.is_main:
             write_predictions(self.output / "predictions", files)
-        if best and self.config.output.export_hf:
-            export_pretrained(self.backend, inputs.tokenizer, self.output / "best_model",
+        if self.config.output.export_hf:
+            export_pretrained(self.backend, self.inputs.tokenizer, self.output / "best_model",
                               self.context)
 
     def save_checkpoint(self) -> None:
+        if self.best_weights is not None:
+            self.best_weights.save()  # first: a checkpoint never names an unsaved best
         self.state.graddrop = self.graddrop.state_dict()
         self.state.skipped_nonfinite_steps = self.backend.skipped_steps
         self.state.skipped_overflow_steps = self.backend.overflow_steps
@@ -157,12 +209,15 @@ class Job:
         """The last evaluation if the run still needs one, the rank record, the export;
         results.json, results.md and the table on stdout (rank 0). The results."""
         state, task = self.state, self.inputs.task
+        selected = self.config.train.evaluate == "selected"
         if (epoch := state.unevaluated_epoch()) is not None:
-            self.evaluate(epoch)
+            self.evaluate_selection(epoch) if selected else self.evaluate(epoch)
         write_rank_record(self.output, self.context, self.graddrop)
         if self.config.output.export_final:
             export_pretrained(self.backend, self.inputs.tokenizer, self.output / "final_model",
                               self.context)
+        if selected:
+            self.evaluate_best_on_test()
         final = state.history[-1]
         results = {"task": task.summary(), "config": self.config.to_dict(),
                    "world_size": self.context.world_size, "device": str(self.backend.device),
