@@ -55,12 +55,13 @@ test-all: $(STAMP) $(UNICODE_DATA)
 
 # Every CPU benchmark of benchmarks/RESULTS.md, each printing ratios against its own
 # baseline run side by side (about 15 minutes on 2 cores; needs an otherwise idle machine).
-bench: $(STAMP)
+bench: $(STAMP) $(UNICODE_DATA)
 	OMP_NUM_THREADS=2 $(PY) benchmarks/mask_throughput.py
 	$(PY) benchmarks/backend_overhead.py
 	$(PY) benchmarks/backend_overhead.py --compact --backends ddp,fsdp1,fsdp2
 	$(PY) benchmarks/peak_memory.py
 	$(PY) benchmarks/communication_bytes.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/eval_batching.py
 
 # Everything that needs a CUDA GPU, under 5 minutes on one (benchmarks/gpu_check.py): the
 # mask kernel's bits and throughput, the main job on every backend in bf16 and fp16 under
