@@ -46,20 +46,32 @@ def report(sweep, directories: list[Path]) -> dict:
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from graddrop_dist.study.config import SweepError, load_sweep
-    from graddrop_dist.study.runner import execute, plan_runs, run_command
+    from graddrop_dist.study.runner import execute, plan_runs, plan_tuning_runs, run_command
+    from graddrop_dist.study.tuning import choose, write_choice
 
     try:
         sweep = load_sweep(args.sweep)
     except SweepError as error:
         print(f"graddrop-sweep: error: {error}", file=sys.stderr)
         return 2
-    runs = plan_runs(sweep)
+    tuning = plan_tuning_runs(sweep)
     if args.dry_run:
-        for run in runs:
+        for run in [*tuning, *plan_runs(sweep)]:
             state = "done" if run.done else "resume" if run.resumable else "new"
             print(f"{state:6s} {run.label}: {shlex.join(run_command(sweep, run))}")
+        if sweep.tune and not plan_runs(sweep):
+            print(f"then {len(sweep.cells) * len(sweep.settings.seeds)} runs (cells x seeds), "
+                  "each cell with the values its tuning chose")
         return 0
-    failed = [] if args.report_only else execute(sweep, runs, echo=lambda s: print(s, flush=True))
+    def echo(text: str) -> None:
+        print(text, flush=True)
+
+    failed = [] if args.report_only or not tuning else execute(sweep, tuning, echo=echo)
+    if sweep.tune and (chosen := choose(sweep)) is not None:
+        echo(f"tuning: each cell's choice in {write_choice(sweep, chosen)}")
+    runs = plan_runs(sweep)
+    if not args.report_only and runs:
+        failed += execute(sweep, runs, echo=echo)
     directories = [Path(sweep.settings.output_dir) / "report"]
     if args.report_dir:
         directories.append(Path(args.report_dir))

@@ -22,11 +22,11 @@ from typing import Any, Literal
 import yaml
 
 from graddrop_dist.config import GradDropConfig
+from graddrop_dist.study.errors import SweepError
+from graddrop_dist.study.tuning import check_tune
 from graddrop_dist.typed_config import typed_config
 
-
-class SweepError(ValueError):
-    """A bad sweep file: the message is one line naming the field."""
+__all__ = ["Cell", "Sweep", "SweepError", "SweepSettings", "load_sweep"]
 
 
 @typed_config
@@ -120,6 +120,7 @@ class Sweep:
     settings: SweepSettings
     cells: list[Cell]
     source: Path
+    tune: dict | None = None  # study/tuning.py: seeds, overrides, search per cell
 
     def run_dir(self, cell: Cell, seed: int) -> Path:
         return Path(self.settings.output_dir) / "runs" / cell.name / f"seed{seed}"
@@ -140,13 +141,15 @@ def load_sweep(path: str | Path) -> Sweep:
     if not isinstance(data, dict):
         raise SweepError(f"{path}: the top level must be a mapping")
     grid = data.pop("grid", None)
+    tune = data.pop("tune", None)
     try:
         settings = SweepSettings(**data)
     except TypeError as error:
         raise SweepError(f"sweep: {error}") from None
     except ValueError as error:
         raise SweepError(str(error)) from None
-    sweep = Sweep(settings, expand_grid(grid), path)
+    cells = expand_grid(grid)
+    sweep = Sweep(settings, cells, path, None if tune is None else check_tune(tune, cells))
     if settings.baseline not in {cell.name for cell in sweep.cells}:
         raise SweepError(f"sweep.baseline: {settings.baseline!r} is not a cell of the grid; "
                          f"cells: {', '.join(c.name for c in sweep.cells)}")
@@ -159,7 +162,12 @@ def validate_jobs(sweep: Sweep) -> None:
     from graddrop_dist.trainer.config_file import load_job_config
 
     for cell in sweep.cells:
-        try:
-            load_job_config(sweep.settings.job, sweep.job_overrides(cell, sweep.settings.seeds[0]))
-        except ValueError as error:
-            raise SweepError(f"sweep cell {cell.name}: {error}") from None
+        points = sweep.tune["search"][cell.name] if sweep.tune else [None]
+        for point in points:
+            extra = [*sweep.tune["overrides"], *point.overrides] if point else []
+            try:
+                load_job_config(sweep.settings.job,
+                                [*sweep.job_overrides(cell, sweep.settings.seeds[0]), *extra])
+            except ValueError as error:
+                where = f" (tuning point {point.name})" if point else ""
+                raise SweepError(f"sweep cell {cell.name}{where}: {error}") from None

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from graddrop_dist.study.config import Cell, Sweep
+from graddrop_dist.study.tuning import choose, tuning_dir
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class Run:
     cell: Cell
     seed: int
     directory: Path
+    overrides: tuple[str, ...] = ()  # after the sweep's own (a tuning point, its choice)
+    tuning: str = ""  # the tuning point's name, for a tuning run
 
     @property
     def done(self) -> bool:
@@ -38,18 +41,41 @@ class Run:
 
     @property
     def label(self) -> str:
-        return f"{self.cell.name} seed {self.seed}"
+        point = f" (tuning {self.tuning})" if self.tuning else ""
+        return f"{self.cell.name}{point} seed {self.seed}"
+
+
+def plan_tuning_runs(sweep: Sweep) -> list[Run]:
+    """Every point of every cell's search, for each tuning seed (none without `tune`)."""
+    if not sweep.tune:
+        return []
+    runs = []
+    for seed in sweep.tune["seeds"]:
+        for cell in sweep.cells:
+            for point in sweep.tune["search"][cell.name]:
+                directory = tuning_dir(sweep, cell, point, seed)
+                runs.append(Run(cell, seed, directory, (*sweep.tune["overrides"],
+                                                        *point.overrides,
+                                                        f"output.dir={directory}"),
+                                point.name))
+    return runs
 
 
 def plan_runs(sweep: Sweep) -> list[Run]:
-    """Seed-major order: a sweep cut short has every cell at the same number of seeds."""
-    return [Run(cell, seed, sweep.run_dir(cell, seed))
+    """The study's runs, seed-major (a sweep cut short has every cell at the same number
+    of seeds), each with its cell's tuned values; [] while tuning is unfinished."""
+    chosen = choose(sweep) if sweep.tune else {}
+    if chosen is None:
+        return []
+    return [Run(cell, seed, sweep.run_dir(cell, seed),
+                tuple(chosen.get(cell.name, {}).get("overrides", ())))
             for seed in sweep.settings.seeds for cell in sweep.cells]
 
 
 def run_command(sweep: Sweep, run: Run) -> list[str]:
     launch = list(sweep.settings.launch) or [sys.executable, "-m", "graddrop_dist.trainer"]
-    command = [*launch, sweep.settings.job, *sweep.job_overrides(run.cell, run.seed)]
+    command = [*launch, sweep.settings.job, *sweep.job_overrides(run.cell, run.seed),
+               *run.overrides]
     return command + ["--resume"] if run.resumable else command
 
 

@@ -50,6 +50,14 @@ def job_path(tmp_path, tiny_checkpoint):
     ({"overrides": ["train.lr=-1"]}, "train.lr"),
     ({"job": "no/such/job.yaml"}, "no/such/job.yaml"),
     ({"colour": "red"}, "colour"),
+    ({"tune": {"seeds": [9], "search": {"default": {"train.lr": [1e-3, 2e-3]},
+                                        "full": {"train.lr": [1e-3]}}}},
+     "every cell needs the same number of points, got full 1, graddrop-p0.5 2"),
+    ({"tune": {"seeds": [9], "search": {"default": {"lr": [1e-3]}}}},
+     "sweep.tune.search.default"),
+    ({"tune": {"seeds": [9], "search": {"default": {"train.lr": [-1.0]}}}},
+     "(tuning point lr-1.0): train.lr"),
+    ({"tune": {"search": {"default": {"train.lr": [1e-3]}}}}, "sweep.tune.seeds"),
 ])
 def test_bad_sweep_is_one_line_naming_the_field_and_nothing_runs(tmp_path, job_path, capsys,
                                                                    fields, named):
@@ -79,3 +87,14 @@ def test_shipped_sweeps_are_valid_and_list_30_runs(path, capsys):
     if "xglue" in path:
         assert all(" graddrop-launch --launcher deepspeed --hostfile hosts -- " in line
                    for line in lines)
+
+
+def test_dry_run_lists_the_tuning_runs_then_says_what_follows(tmp_path, job_path, capsys):
+    tune = {"seeds": [9], "overrides": ["train.epochs=1"],
+            "search": {"default": {"train.lr": [1e-3, 2e-3]}}}
+    assert main([str(_write(tmp_path, job_path, tune=tune)), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5  # 2 cells x 2 points x 1 tuning seed, then the summary line
+    assert "full (tuning lr0.001) seed 9" in lines[0] and "train.lr=0.001" in lines[0]
+    assert f"output.dir={tmp_path / 'out' / 'tune' / 'full' / 'lr0.001' / 'seed9'}" in lines[0]
+    assert lines[-1].startswith("then 4 runs (cells x seeds)")

@@ -95,3 +95,28 @@ def test_failed_run_is_named_and_the_sweep_exits_1(sweep_file, capsys):
     assert "full seed 1: FAILED (exit 3" in captured.out
     assert "2 run(s) failed" in captured.err and "run.log" in captured.err
     assert not _run_dir(sweep_file, "full", 1).joinpath("results.json").exists()
+
+
+@pytest.mark.timeout(600)
+def test_tuning_chooses_each_cells_values_on_english_dev_first(sweep_file, capsys):
+    settings = yaml.safe_load(sweep_file.read_text())
+    tune = {"seeds": [7], "search": {"default": {"train.lr": [1e-4, 3e-2]}}}
+    sweep_file.write_text(yaml.safe_dump({**settings, "seeds": [1], "tune": tune},
+                                         sort_keys=False))
+    assert main([str(sweep_file)]) == 0
+    out = sweep_file.parent / "out"
+    tuned = json.loads((out / "tuned.json").read_text())
+    for cell in ("full", "graddrop-p0.5"):
+        scores = {}
+        for point, lr in (("lr0.0001", 1e-4), ("lr0.03", 3e-2)):
+            results = json.loads((out / "tune" / cell / point / "seed7" /
+                                  "results.json").read_text())
+            assert results["config"]["train"]["lr"] == lr
+            assert results["config"]["train"]["seed"] == 7
+            scores[point] = results["best"]["dev"]["en"]
+        assert tuned[cell]["scores"] == pytest.approx(scores)
+        best = max(scores, key=lambda p: (scores[p], p == "lr0.0001"))  # ties: grid order
+        assert tuned[cell]["point"] == best
+        study_run = json.loads((_run_dir(sweep_file, cell, 1) / "results.json").read_text())
+        assert study_run["config"]["train"]["lr"] == {"lr0.0001": 1e-4, "lr0.03": 3e-2}[best]
+    assert "## Chosen on en dev" in (out / "report" / "summary.md").read_text()
