@@ -31,6 +31,9 @@ def predict(model, head, data: Encoded, metric: str, *, batch_size: int, pad_id:
         device = next(model.parameters()).device
         to_device = lambda batch: move_batch(batch, device)  # noqa: E731
     local = []
+    # A set smaller than a batch per rank is shared evenly (otherwise rank 0 would compute
+    # all of it while the others run padding rows).
+    batch_size = max(1, min(batch_size, -(-len(data) // world_size)))
     per_step = batch_size * world_size
     steps = -(-len(data) // per_step) if len(data) else 0
     # Rows of similar length share a batch, so little of it is padding (short texts of
