@@ -42,8 +42,8 @@ def predict(model, head, data: Encoded, metric: str, *, batch_size: int, pad_id:
     order = sorted(range(len(data)), key=lambda i: len(data.features[i]["input_ids"])) \
         if by_length else list(range(len(data)))
     for step in range(steps):
-        start = step * per_step + rank * batch_size
-        rows = order[start:start + batch_size]
+        # Dealt in turn, so each rank's rows of a step are as long as the others'.
+        rows = order[step * per_step:(step + 1) * per_step][rank::world_size]
         real = len(rows)
         batch = collate(data, rows or [0], pad_id)  # keep this rank in step with the others
         for key in LABEL_KEYS:
