@@ -70,9 +70,10 @@ bench: $(STAMP) $(UNICODE_DATA)
 gpu-check: $(STAMP) $(UNICODE_DATA)
 	OMP_NUM_THREADS=8 $(PY) benchmarks/gpu_check.py --out runs/gpu_check.json
 
-# The offline study (docs/study/): 30 fine-tuning runs, two at a time, resumable.
+# The offline study (docs/study/PLAN.md): 40 tuning runs, then 100 study runs, two at a
+# time, resumable (rerun to continue); report in docs/study/.
 study: $(STAMP) $(UNICODE_DATA)
-	$(VENV)/bin/graddrop-sweep configs/study/offline_topics_sweep.yaml --report-dir docs/study
+	$(VENV)/bin/graddrop-sweep configs/study/cldr_emoji_sweep.yaml --report-dir docs/study
 
 clean:
 	rm -rf $(VENV) $(CACHE) runs

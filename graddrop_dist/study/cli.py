@@ -2,7 +2,7 @@
 
     graddrop-sweep configs/study/offline_topics_sweep.yaml              # run, then report
     graddrop-sweep configs/study/offline_topics_sweep.yaml --dry-run    # list the runs
-    graddrop-sweep configs/study/offline_topics_sweep.yaml --report-only --report-dir docs/study
+    graddrop-sweep configs/study/cldr_emoji_sweep.yaml --report-only --report-dir docs/study
 
 Run it again after an interruption: finished runs are kept, cut runs resume from their
 checkpoint. The report (summary.md, summary.json, plots/*.png) goes to

@@ -98,3 +98,16 @@ def test_dry_run_lists_the_tuning_runs_then_says_what_follows(tmp_path, job_path
     assert "full (tuning lr0.001) seed 9" in lines[0] and "train.lr=0.001" in lines[0]
     assert f"output.dir={tmp_path / 'out' / 'tune' / 'full' / 'lr0.001' / 'seed9'}" in lines[0]
     assert lines[-1].startswith("then 4 runs (cells x seeds)")
+
+
+def test_the_offline_study_tunes_every_cell_equally_then_runs_ten_seeds(capsys):
+    assert main(["configs/study/cldr_emoji_sweep.yaml", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    tuning = [line for line in lines if "(tuning " in line]
+    assert len(tuning) == 40 and lines[-1].startswith("then 100 runs (cells x seeds)")
+    cells = {line.split(" (tuning ")[0].split()[-1] for line in tuning}
+    assert len(cells) == 10
+    for cell in cells:  # four points each, English only, on the tuning seed
+        mine = [line for line in tuning if line.split(" (tuning ")[0].split()[-1] == cell]
+        assert len(mine) == 4
+        assert all("'task.languages=[]'" in line and "train.seed=101" in line for line in mine)
