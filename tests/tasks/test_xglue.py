@@ -159,5 +159,6 @@ def test_cluster_recipes_are_valid_jobs(name):
     expected_lr = {"pos": 2e-5, "mlqa": 3e-5}.get(name, 5e-6)
     assert config.train.lr == expected_lr
     assert config.train.select == "avg-dev"  # XGLUE's protocol (Unicoder's selection)
+    assert config.train.evaluate == "selected"  # test sets once, on the selected epoch
     expected_length = {"pos": 128, "mlqa": 384}.get(name, 256)
     assert config.model.max_length == expected_length
