@@ -62,6 +62,7 @@ bench: $(STAMP) $(UNICODE_DATA)
 	$(PY) benchmarks/peak_memory.py
 	$(PY) benchmarks/communication_bytes.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/eval_batching.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bf16_cpu.py
 
 # Everything that needs a CUDA GPU, under 5 minutes on one (benchmarks/gpu_check.py): the
 # mask kernel's bits and throughput, the main job on every backend in bf16 and fp16 under
