@@ -23,17 +23,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from offline_classifier import offline_classifier
 
-    from graddrop_dist.assets.offline_model import offline_model_dir
-    from graddrop_dist.tasks import load_task
-
-    source = str(offline_model_dir())
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    task = load_task("cldr-emoji", languages=["de"])
-    model = AutoModelForSequenceClassification.from_pretrained(source,
-                                                               num_labels=len(task.labels))
+    tokenizer, task, model = offline_classifier(["de"])
     model.roberta.embeddings.word_embeddings.weight.requires_grad_(False)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     train = task.train[:32 * args.steps]

@@ -56,10 +56,11 @@ def main(argv=None) -> int:
         return 2
     tuning = plan_tuning_runs(sweep)
     if args.dry_run:
-        for run in [*tuning, *plan_runs(sweep)]:
+        runs = plan_runs(sweep)
+        for run in [*tuning, *runs]:
             state = "done" if run.done else "resume" if run.resumable else "new"
             print(f"{state:6s} {run.label}: {shlex.join(run_command(sweep, run))}")
-        if sweep.tune and not plan_runs(sweep):
+        if sweep.tune and not runs:
             print(f"then {len(sweep.cells) * len(sweep.settings.seeds)} runs (cells x seeds), "
                   "each cell with the values its tuning chose")
         return 0
@@ -67,9 +68,10 @@ def main(argv=None) -> int:
         print(text, flush=True)
 
     failed = [] if args.report_only or not tuning else execute(sweep, tuning, echo=echo)
-    if sweep.tune and (chosen := choose(sweep)) is not None:
+    chosen = choose(sweep) if sweep.tune else {}
+    if sweep.tune and chosen is not None:
         echo(f"tuning: each cell's choice in {write_choice(sweep, chosen)}")
-    runs = plan_runs(sweep)
+    runs = plan_runs(sweep, chosen) if chosen is not None else []
     if not args.report_only and runs:
         failed += execute(sweep, runs, echo=echo)
     directories = [Path(sweep.settings.output_dir) / "report"]

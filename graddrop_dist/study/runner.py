@@ -61,10 +61,12 @@ def plan_tuning_runs(sweep: Sweep) -> list[Run]:
     return runs
 
 
-def plan_runs(sweep: Sweep) -> list[Run]:
+def plan_runs(sweep: Sweep, chosen: dict | None = None) -> list[Run]:
     """The study's runs, seed-major (a sweep cut short has every cell at the same number
-    of seeds), each with its cell's tuned values; [] while tuning is unfinished."""
-    chosen = choose(sweep) if sweep.tune else {}
+    of seeds), each with its cell's tuned values (`chosen`: tuning.choose's answer, read
+    when not given); [] while tuning is unfinished."""
+    if chosen is None:
+        chosen = choose(sweep) if sweep.tune else {}
     if chosen is None:
         return []
     return [Run(cell, seed, sweep.run_dir(cell, seed),

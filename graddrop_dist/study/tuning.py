@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,10 +108,5 @@ def choose(sweep) -> dict[str, dict] | None:
 def write_choice(sweep, chosen: dict) -> Path:
     path = Path(sweep.settings.output_dir) / "tuned.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({name: {**entry, "dev": _finite(entry["dev"])}
-                                for name, entry in chosen.items()}, indent=1))
+    path.write_text(json.dumps(chosen, indent=1))
     return path
-
-
-def _finite(value: float) -> float | None:
-    return None if math.isnan(value) else value
