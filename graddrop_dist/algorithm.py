@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from graddrop_dist.backends import adapter_for
+from graddrop_dist.backends import adapter_for, unwrap_optimizer
 from graddrop_dist.config import GradDropConfig
 from graddrop_dist.dist.agreement import raise_on_disagreement
 from graddrop_dist.mask import canonical_name, dispatch
@@ -62,7 +62,8 @@ class GradDrop:
             raise ValueError(f"graddrop.unfreeze_epochs: {self.requested.method} needs the "
                              "epoch from which everything trains; set it (graddrop-train "
                              "sets it to the run's last epoch)")
-        adapter = adapter(model, optimizer) if adapter else adapter_for(model, optimizer)
+        adapter = (adapter(model, unwrap_optimizer(optimizer)) if adapter
+                   else adapter_for(model, optimizer))
         self.plans = self._plan(adapter.named_parameter_shapes())
         self.layers = num_layers(self.plans.values())
         self.config = self.requested

@@ -26,10 +26,26 @@ def _is_deepspeed_engine(model) -> bool:
     return isinstance(model, DeepSpeedEngine)
 
 
+def unwrap_optimizer(optimizer):
+    """The optimizer that really steps: accelerate's `AcceleratedOptimizer` (and its
+    DeepSpeed wrapper) keep it in `.optimizer` and are torch optimizers only by type (no
+    hook registries), so step hooks go on what they wrap. A wrapper steps the inner one
+    only on a synchronising micro-batch and not when the fp16 scaler skips the step, so a
+    hook there counts exactly the applied optimizer steps."""
+    if "accelerate" in sys.modules:
+        from accelerate.optimizer import AcceleratedOptimizer
+
+        while isinstance(optimizer, AcceleratedOptimizer):
+            optimizer = optimizer.optimizer
+    return optimizer
+
+
 def adapter_for(model, optimizer=None) -> Adapter:
     """The adapter for what `model` is (a DeepSpeed engine, DDP, FSDP1, FSDP2, a module)."""
     from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
     from torch.nn.parallel import DistributedDataParallel
+
+    optimizer = unwrap_optimizer(optimizer)
 
     if _is_deepspeed_engine(model):
         from graddrop_dist.backends.deepspeed_engine import DeepSpeedAdapter
