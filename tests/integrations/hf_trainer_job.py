@@ -23,7 +23,7 @@ import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tiny_models import fixed_batches, tiny_xlmr  # noqa: E402
+from tiny_models import fixed_batches, tiny_xlmr
 
 GLOBAL_MICRO_BATCH = 4
 ACCUM = 2
