@@ -9,6 +9,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -87,10 +88,18 @@ def run_example(rank, world_size, source: str):
 
     from graddrop_dist import GradDropConfig
 
+    from transformers import TrainingArguments
+
     model = tiny_xlmr()
     loader = fixed_batches(3)
+    rows = [{key: value[row] for key, value in batch.items()}
+            for batch in loader for row in range(len(batch["labels"]))]
+    args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="readme-trainer-"),
+                             use_cpu=True, max_steps=2, per_device_train_batch_size=4,
+                             save_strategy="no", report_to=[], logging_strategy="no")
     names = {"model": model, "optimizer": torch.optim.AdamW(model.parameters(), lr=1e-3),
              "loader": loader, "device": torch.device("cpu"), "steps": 3,
+             "args": args, "train_dataset": rows,
              "XLMRobertaLayer": XLMRobertaLayer, "micro_batches": loader[:2],
              "config": GradDropConfig(drop_rate=0.5, seed=0)}
     exec(compile(source, "<README example>", "exec"), names)  # noqa: S102 - the README's own code
