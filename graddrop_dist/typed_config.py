@@ -9,11 +9,18 @@ annotations: bool, int, float, str, Literal[...], X | None, tuple[str, ...].
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from typing import Any, Literal
 
 _MISSING = object()
+
+
+def did_you_mean(word: Any, choices) -> str:
+    """' (did you mean 'x'?)' for the nearest choice to a misspelt key or value, or ''."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _describe(annotation: Any) -> str:
@@ -27,6 +34,16 @@ def _describe(annotation: Any) -> str:
     if annotation is type(None):
         return "null"
     return getattr(annotation, "__name__", str(annotation))
+
+
+def _choices(annotation: Any) -> list:
+    """The Literal values an annotation allows (inside `X | None` too)."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return list(typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return [c for arg in typing.get_args(annotation) for c in _choices(arg)]
+    return []
 
 
 def _coerce(value: Any, annotation: Any) -> Any:
@@ -77,13 +94,14 @@ def typed_config(cls):
     def __init__(self, **kwargs):
         unknown = sorted(set(kwargs) - set(names))
         if unknown:
-            raise ValueError(f"{section}: unknown field {unknown[0]!r}; allowed fields: "
+            raise ValueError(f"{section}: unknown field {unknown[0]!r}"
+                             f"{did_you_mean(unknown[0], names)}; allowed fields: "
                              f"{', '.join(names)}")
         for name, value in kwargs.items():
             coerced = _coerce(value, hints[name])
             if coerced is _MISSING:
                 raise ValueError(f"{section}.{name}: expected {_describe(hints[name])}, "
-                                 f"got {value!r}")
+                                 f"got {value!r}{did_you_mean(value, _choices(hints[name]))}")
             kwargs[name] = coerced
         dataclass_init(self, **kwargs)
 

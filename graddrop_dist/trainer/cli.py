@@ -18,13 +18,22 @@ from graddrop_dist.cli_errors import OneLineParser
 
 def parse_args(argv):
     parser = OneLineParser(prog="graddrop-train", description=__doc__.splitlines()[0])
-    parser.add_argument("config", nargs="?", help="YAML job config (configs/*.yaml)")
+    parser.add_argument("config", help="YAML job config (configs/*.yaml; "
+                                       "configs/offline_demo.yaml runs offline)")
     parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=2e-5")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the latest complete checkpoint in output.dir")
     parser.add_argument("--dry-run", action="store_true",
                         help="check config, rank, device, backend and data files, print the "
                              "plan, and start nothing (no process group, no model)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved job config (and the filled DeepSpeed JSON) "
+                             "and start nothing")
+    if not argv:  # never a silent run of the defaults
+        parser.print_usage(sys.stderr)
+        print("graddrop-train: error: give a job config, e.g. graddrop-train "
+              "configs/offline_demo.yaml", file=sys.stderr)
+        raise SystemExit(2)
     return parser.parse_args(argv)
 
 
@@ -32,13 +41,15 @@ def plan(config, info, device, task) -> str:
     """One line: what graddrop-train would run, after every check that needs no peer."""
     from graddrop_dist.dist.device import collective_backend
 
-    backend = config.backend
+    backend, train = config.backend, config.train
+    global_batch = train.micro_batch_size * train.gradient_accumulation * info.world_size
     data = (f"{len(task.train)} training examples, {len(task.languages)} languages"
             if task is not None else f"read from the hub ({config.task.hub_id}) at start")
     return (f"graddrop-train: dry run: rank {info.rank} of {info.world_size} "
             f"({info.source}) on {device} ({collective_backend(device)}); backend "
             f"{backend.name}{f' ({backend.ds_config})' if backend.ds_config else ''}, "
-            f"{config.train.precision}; model {config.model.name_or_path}; task "
+            f"{config.train.precision}; global batch {global_batch}; model "
+            f"{config.model.name_or_path}; task "
             f"{config.task.name}: {data}; graddrop {config.graddrop.method}; output "
             f"{config.output.dir}; nothing started")
 
@@ -74,7 +85,13 @@ def main(argv=None) -> int:
     try:
         config = load_job_config(args.config, args.overrides)
         info = discover_rank()
+        config = config.for_world_size(info.world_size)
         device = resolve_device(config.train.device, local_rank=info.local_rank)
+        if args.print_config:
+            from graddrop_dist.trainer.show_config import print_config
+
+            print_config(config, info.world_size)
+            return 0
         preflight(config, rank=info.rank, world_size=info.world_size, device=device,
                   dry_run=args.dry_run)
         from graddrop_dist.tasks import reads_the_hub

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from graddrop_dist.config import GradDropConfig
 from graddrop_dist.parallel.registry import BACKEND_NAMES
 from graddrop_dist.parallel.settings import TrainSettings
-from graddrop_dist.typed_config import typed_config
+from graddrop_dist.typed_config import did_you_mean, typed_config
 
 OFFLINE_MODEL = "offline:multilingual-e5-small"
 
@@ -84,6 +84,12 @@ class TrainConfig:
     """Examples per rank per micro-batch."""
     gradient_accumulation: int = 1
     """Micro-batches per optimizer step (one GradDrop mask per optimizer step)."""
+    global_batch_size: int = 0
+    """Examples per optimizer step over all ranks. 0: not stated, so it is
+    micro_batch_size x gradient_accumulation x ranks and grows with the rank count. When
+    stated, gradient_accumulation is derived from it for the ranks the job runs on (left
+    at 1, or equal to what is derived; anything else is an error), and a rank count it
+    does not divide into is an error."""
     lr: float = 5e-5
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
@@ -127,7 +133,7 @@ class TrainConfig:
             raise ValueError(f"train.lr: must be > 0, got {self.lr}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"train.warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
-        for name in ("weight_decay", "max_grad_norm", "max_steps"):
+        for name in ("weight_decay", "max_grad_norm", "max_steps", "global_batch_size"):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name}: must be >= 0, got {getattr(self, name)}")
 
@@ -202,6 +208,27 @@ class JobConfig:
             return self.graddrop
         return self.graddrop.replace(unfreeze_epochs=max(1, self.train.epochs - 1))
 
+    def for_world_size(self, world_size: int) -> JobConfig:
+        """This job on `world_size` ranks: gradient_accumulation derived from a stated
+        global batch (a one-line error when the numbers do not divide)."""
+        train = self.train
+        if not train.global_batch_size:
+            return self
+        per_step = train.micro_batch_size * world_size
+        accumulation, rest = divmod(train.global_batch_size, per_step)
+        if rest or accumulation < 1:
+            raise ConfigError(
+                f"train.global_batch_size: {train.global_batch_size} is not a multiple of "
+                f"micro_batch_size x ranks = {train.micro_batch_size} x {world_size}; "
+                "change train.micro_batch_size or the number of ranks")
+        if train.gradient_accumulation not in (1, accumulation):
+            raise ConfigError(
+                f"train.gradient_accumulation: {train.gradient_accumulation} gives a global "
+                f"batch of {per_step * train.gradient_accumulation} on {world_size} ranks, "
+                f"but train.global_batch_size is {train.global_batch_size}; leave it at 1 "
+                f"(derived: {accumulation}) or drop global_batch_size")
+        return dataclasses.replace(self, train=train.replace(gradient_accumulation=accumulation))
+
     def train_settings(self, total_steps: int) -> TrainSettings:
         """The trainer fields every backend honours, for a run of `total_steps` steps."""
         train = self.train
@@ -220,7 +247,8 @@ class JobConfig:
                               f"({', '.join(SECTIONS)})")
         unknown = sorted(set(data) - set(SECTIONS))
         if unknown:
-            raise ConfigError(f"config: unknown section {unknown[0]!r}; allowed sections: "
+            raise ConfigError(f"config: unknown section {unknown[0]!r}"
+                              f"{did_you_mean(unknown[0], SECTIONS)}; allowed sections: "
                               f"{', '.join(SECTIONS)}")
         sections = {}
         for name, section in SECTIONS.items():

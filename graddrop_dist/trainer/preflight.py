@@ -50,5 +50,9 @@ def check_backend(config: JobConfig, world_size: int, device) -> None:
 
 def preflight(config: JobConfig, *, rank: int, world_size: int, device,
               dry_run: bool = False) -> None:
+    if not dry_run:  # a dry run may be on a login node whose network differs
+        from graddrop_dist.trainer.sources import check_sources
+
+        check_sources(config)
     check_output_dir(config, rank, create=not dry_run)
     check_backend(config, world_size, device)

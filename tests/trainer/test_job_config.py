@@ -24,7 +24,8 @@ def write(tmp_path, data, name="job.yaml"):
 
 
 @pytest.mark.parametrize("data,overrides,message", [
-    ({"trainer": {}}, [], "config: unknown section 'trainer'; allowed sections: model"),
+    ({"trainer": {}}, [], "config: unknown section 'trainer' (did you mean 'train'?); "
+                           "allowed sections: model"),
     ({"train": {"learning_rate": 1}}, [], "train: unknown field 'learning_rate'; allowed"),
     ({"train": {"lr": "fast"}}, [], "train.lr: expected float, got 'fast'"),
     ({"train": {"epochs": 0}}, [], "train.epochs: must be >= 1, got 0"),

@@ -1,0 +1,38 @@
+"""`graddrop-train JOB.yaml --print-config`: the job as it would run, nothing started.
+
+The resolved job config (file, overrides and defaults, with gradient_accumulation derived
+for this rank count when a global batch is stated) as YAML, then, for the deepspeed
+backend, the DeepSpeed JSON with every "auto" the trainer owns filled in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import yaml
+
+from graddrop_dist.trainer.config import JobConfig
+
+
+def job_dict(config: JobConfig) -> dict:
+    return {field.name: getattr(config, field.name).to_dict()
+            for field in dataclasses.fields(config)}
+
+
+def print_config(config: JobConfig, world_size: int) -> None:
+    train = config.train
+    print(f"# resolved for {world_size} rank(s): global batch "
+          f"{train.micro_batch_size * train.gradient_accumulation * world_size} = "
+          f"micro_batch_size {train.micro_batch_size} x gradient_accumulation "
+          f"{train.gradient_accumulation} x {world_size} rank(s)")
+    print(yaml.safe_dump(job_dict(config), sort_keys=False), end="")
+    if config.backend.ds_config:
+        from graddrop_dist.parallel.deepspeed_engine import deepspeed_config
+
+        # The schedule's length comes from the encoded data at start (0 stands in here).
+        filled = deepspeed_config(config.backend.ds_config, config.train_settings(0),
+                                  world_size)
+        print(f"# {config.backend.ds_config}, filled from the job (a scheduler's length, "
+              "if it has one, is filled at start from the data)")
+        print(json.dumps(filled, indent=2))
