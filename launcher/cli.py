@@ -49,8 +49,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--job-name", default="graddrop")
     parser.add_argument("--slurm-option", action="append", default=[],
                         help="slurm: an extra #SBATCH line, e.g. --slurm-option=--gres=gpu:8")
+    parser.add_argument("--cpus-per-task", type=int, default=None,
+                        help="slurm: CPU cores for each node's torchrun and its ranks "
+                             "(default: 4 per rank)")
+    parser.add_argument("--python", default=sys.executable,
+                        help="the Python that runs graddrop-train on every node (default: "
+                             "this one, which suits a shared filesystem)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite a launch file (.deepspeed_env, <job>.sbatch) that "
+                             "exists with other content")
     parser.add_argument("--dry-run", action="store_true")
     return parser
+
+
+def check_job(trainer_args: list[str], world_size: int) -> None:
+    """The job config, validated once here for the launch's rank count, instead of once
+    per rank after the launch (each with the launcher's traceback around it)."""
+    from graddrop_dist.trainer.config import ConfigError
+    from graddrop_dist.trainer.config_file import load_job_config
+
+    config, *rest = trainer_args
+    overrides = [arg for arg in rest if not arg.startswith("--")]
+    try:
+        load_job_config(config, overrides).for_world_size(world_size)
+    except ConfigError as error:
+        raise LaunchError(f"job: {error}") from None
 
 
 def make_plan(args, trainer_args: list[str]) -> LaunchPlan:
@@ -99,12 +122,16 @@ def make_plan(args, trainer_args: list[str]) -> LaunchPlan:
                           "address of node 0)")
     if not 1 <= args.master_port <= 65535:
         raise LaunchError(f"--master-port must be in [1, 65535], got {args.master_port}")
+    if args.cpus_per_task is not None and args.cpus_per_task < 1:
+        raise LaunchError(f"--cpus-per-task must be >= 1, got {args.cpus_per_task}")
+    check_job(trainer_args, nnodes * nproc)
     return LaunchPlan(nnodes=nnodes, nproc_per_node=nproc, trainer_args=trainer_args,
                       hosts=hosts, hostfile=args.hostfile, master_addr=master,
                       master_port=args.master_port, node_rank=args.node_rank,
                       include=args.include, exclude=args.exclude,
                       multinode_runner=args.multinode_runner, job_name=args.job_name,
-                      slurm_options=args.slurm_option)
+                      slurm_options=args.slurm_option, python=args.python,
+                      cpus_per_task=args.cpus_per_task or 4 * nproc)
 
 
 def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -129,7 +156,11 @@ def main(argv=None) -> int:
         for command in runner.commands():
             print(f"# {command.node}\n{command.shell()}")
         return 0
-    write_files(runner, Path.cwd())
+    try:
+        write_files(runner, Path.cwd(), force=args.force)
+    except LaunchError as error:
+        print(f"graddrop-launch: error: {error}", file=sys.stderr)
+        return 2
     command = runner.local_command()
     print(f"graddrop-launch ({runner.name}): {command.shell()}", file=sys.stderr, flush=True)
     completed = subprocess.run(command.argv, env={**os.environ, **command.env})

@@ -12,10 +12,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from graddrop_launcher.hostfile import LaunchError
+
 TRAINER = ["-m", "graddrop_dist.trainer"]
 LOCAL_NAMES = {"localhost", "127.0.0.1", os.uname().nodename}
 # Variables every rank needs, forwarded by runners that do not inherit the environment.
-FORWARDED = ("OMP_NUM_THREADS", "DS_ACCELERATOR", "GRADDROP_CACHE", "TORCH_EXTENSIONS_DIR",
+# DS_ACCELERATOR is not among them: graddrop-train sets it on each node from the device it
+# finds there, and a login node's value (cpu) would force GPU nodes onto the CPU.
+FORWARDED = ("OMP_NUM_THREADS", "GRADDROP_CACHE", "TORCH_EXTENSIONS_DIR",
              "PYTHONPATH", "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
              "NCCL_DEBUG", "NCCL_SOCKET_IFNAME", "NCCL_IB_HCA", "NCCL_IB_DISABLE",
              "GLOO_SOCKET_IFNAME")
@@ -37,6 +41,7 @@ class LaunchPlan:
     python: str = sys.executable
     job_name: str = "graddrop"
     slurm_options: list[str] = field(default_factory=list)
+    cpus_per_task: int = 4
 
     @property
     def world_size(self) -> int:
@@ -177,7 +182,8 @@ class SlurmRunner(Runner):
     def script(self) -> str:
         p = self.plan
         options = [f"#SBATCH --job-name={p.job_name}", f"#SBATCH --nodes={p.nnodes}",
-                   "#SBATCH --ntasks-per-node=1", *(f"#SBATCH {o}" for o in p.slurm_options)]
+                   "#SBATCH --ntasks-per-node=1", f"#SBATCH --cpus-per-task={p.cpus_per_task}",
+                   *(f"#SBATCH {o}" for o in p.slurm_options)]
         torchrun = [p.python, "-m", "torch.distributed.run", "--nnodes", str(p.nnodes),
                     "--nproc_per_node", str(p.nproc_per_node), "--rdzv_backend", "c10d",
                     "--rdzv_id", "$SLURM_JOB_ID",
@@ -203,11 +209,20 @@ RUNNERS = {runner.name: runner for runner in (LocalRunner, TorchrunRunner, DeepS
                                               SlurmRunner, MpirunRunner)}
 
 
-def write_files(runner: Runner, directory: Path) -> list[Path]:
+def write_files(runner: Runner, directory: Path, *, force: bool = False) -> list[Path]:
+    """Writes the launch's files; one that exists with other content (a .deepspeed_env of
+    the user's own) is an error unless `force`."""
+    files = runner.files()
+    for name, content in files.items():
+        path = directory / name
+        if not force and path.exists() and path.read_text(errors="replace") != content:
+            raise LaunchError(f"{path} exists with other content; move it away, or pass "
+                              "--force to overwrite it")
     written = []
-    for name, content in runner.files().items():
+    for name, content in files.items():
         path = directory / name
         path.write_text(content)
+        print(f"graddrop-launch: wrote {path}", file=sys.stderr)
         if name.endswith(".sbatch"):
             path.chmod(0o755)
         written.append(path)

@@ -11,6 +11,13 @@ from graddrop_launcher.cli import main
 from graddrop_launcher.hostfile import LaunchError, parse_hostfile, select_slots
 
 
+@pytest.fixture(autouse=True)
+def job_file(tmp_path, monkeypatch):
+    """A valid job.yaml in the working folder: the launcher validates it before launching."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "job.yaml").write_text("train:\n  epochs: 1\n")
+
+
 def dry_run(capsys, *argv):
     assert main([*argv, "--dry-run", "--", "job.yaml", "train.lr=1e-5"]) == 0
     return capsys.readouterr().out
@@ -112,3 +119,45 @@ def test_console_script_is_installed():
     result = subprocess.run([sys.executable, "-m", "graddrop_launcher", "--help"], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0 and "--launcher" in result.stdout
+
+
+def test_a_bad_job_is_one_line_before_anything_launches(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "graddrop_launcher", "--nproc-per-node",
+                             "2", "--", "missing.yaml"], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == "graddrop-launch: error: job: config: file not found: missing.yaml\n"
+    assert not list(tmp_path.glob("torchelastic*"))
+
+
+def test_the_job_is_validated_for_the_launch_rank_count(capsys):
+    (__import__("pathlib").Path("job.yaml")).write_text(
+        "train:\n  micro_batch_size: 4\n  global_batch_size: 32\n")
+    assert main(["--launcher", "slurm", "--nnodes", "4", "--nproc-per-node", "8",
+                 "--dry-run", "--", "job.yaml"]) == 2
+    assert "32 is not a multiple of micro_batch_size x ranks = 4 x 32" in \
+        capsys.readouterr().err
+
+
+def test_nodes_get_the_chosen_python_and_never_this_machines_ds_accelerator(capsys,
+                                                                            monkeypatch):
+    monkeypatch.setenv("DS_ACCELERATOR", "cpu")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = dry_run(capsys, "--launcher", "slurm", "--nnodes", "2", "--nproc-per-node", "8",
+                  "--python", "python3")
+    assert "srun --kill-on-bad-exit=1 python3 -m torch.distributed.run" in out
+    assert "#SBATCH --cpus-per-task=32" in out
+    assert "export OMP_NUM_THREADS=1" in out and "DS_ACCELERATOR" not in out
+
+
+def test_a_users_deepspeed_env_is_not_overwritten_without_force(tmp_path, capsys):
+    from graddrop_launcher.runners import DeepSpeedRunner, LaunchPlan, write_files
+
+    (tmp_path / ".deepspeed_env").write_text("MY_VAR=1\n")
+    runner = DeepSpeedRunner(LaunchPlan(nnodes=1, nproc_per_node=2, trainer_args=["job.yaml"]))
+    with pytest.raises(LaunchError, match="exists with other content; move it away, or pass "
+                                          "--force"):
+        write_files(runner, tmp_path)
+    assert (tmp_path / ".deepspeed_env").read_text() == "MY_VAR=1\n"
+    write_files(runner, tmp_path, force=True)
+    assert "MY_VAR" not in (tmp_path / ".deepspeed_env").read_text()
