@@ -24,6 +24,7 @@ from graddrop_dist.trainer.config import JobConfig
 from graddrop_dist.trainer.data import collate
 from graddrop_dist.trainer.evaluation import evaluate_languages
 from graddrop_dist.trainer.export import export_pretrained
+from graddrop_dist.trainer.model_card import write_model_cards
 from graddrop_dist.trainer.faults import fault_loss, inject_fault
 from graddrop_dist.trainer.inputs import layer_classes, prepare_inputs
 from graddrop_dist.trainer.rank_checks import agree_on_job, write_rank_record
@@ -229,6 +230,7 @@ class Job:
         if self.context.is_main:
             table = results_table(task.languages, state.best, final)
             write_results(self.output, results, table)
+            write_model_cards(self.output, results, table)
             rule = f"{task.train_language} dev" if self.selected_by() != "avg" else \
                 "average dev"
             print(f"\nzero-shot {task.metric} (%), best epoch by {rule} = "

@@ -59,6 +59,11 @@ def test_single_process_cli_run_leaves_results_metrics_and_export(tiny_checkpoin
     # The export is a plain HF checkpoint that reproduces the run's own evaluation.
     assert english_test_accuracy(run / "final_model") == results["final"]["test"]["en"]
     assert (run / "checkpoints" / "latest").read_text() == "step-00000006"
+    # ... with a model card: what it is, the per-language table, the GradDrop settings.
+    card = (run / "final_model" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers\n")
+    assert (run / "results.md").read_text().strip() in card
+    assert "method: graddrop" in card and "drop_rate: 0.5" in card
 
 
 def train_in_rank(rank, world_size, data, resume=False):
