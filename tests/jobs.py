@@ -11,7 +11,7 @@ def job_dict(checkpoint, output_dir, **sections) -> dict:
         "train": {"epochs": 1, "micro_batch_size": 4, "gradient_accumulation": 2,
                   "lr": 1e-3, "max_steps": 6, "eval_batch_size": 128, "seed": 3},
         "backend": {"name": "single"},
-        "output": {"dir": str(output_dir), "tensorboard": True, "export_final": True},
+        "output": {"dir": str(output_dir), "report_to": ["tensorboard"], "export_final": True},
         "graddrop": {"method": "graddrop", "drop_rate": 0.5, "seed": 7},
     }
     for name, values in sections.items():

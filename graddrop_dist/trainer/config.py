@@ -174,7 +174,9 @@ class OutputConfig:
     (by training-language dev accuracy) to <dir>/best_model."""
     export_final: bool = False
     """Also export the model at the end of the run to <dir>/final_model."""
-    tensorboard: bool = True
+    report_to: tuple[Literal["tensorboard", "mlflow", "wandb"], ...] = ("tensorboard",)
+    """Experiment trackers rank 0 reports to (graddrop_dist/trainer/tracking.py; [] for
+    none): metrics.jsonl is always written."""
     min_free_gb: float = 1.0
     """Refuse to start with less free space than this under `dir` (checkpoints need it)."""
 

@@ -67,7 +67,7 @@ class Job:
                                         keep=config.output.keep_checkpoints)
         self.state = JobState(global_batch=self.inputs.plan.global_batch)
         self.metrics = MetricsLog(self.output, enabled=context.is_main,
-                                  tensorboard=config.output.tensorboard)
+                                  report_to=config.output.report_to, config=config.to_dict())
 
     def resume(self) -> bool:
         """Continue from the latest complete checkpoint; False when there is none."""
@@ -239,7 +239,7 @@ class Job:
         return results
 
     def close(self) -> None:
-        self.metrics.close()
+        self.metrics.close([self.output / "results.json", self.output / "results.md"])
         self.graddrop.detach()
         self.backend.close()
 

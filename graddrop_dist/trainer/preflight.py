@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from graddrop_dist.trainer.config import JobConfig
+from graddrop_dist.trainer.tracking import check_trackers
 
 
 def check_output_dir(config: JobConfig, rank: int, *, create: bool = True) -> None:
@@ -56,3 +57,4 @@ def preflight(config: JobConfig, *, rank: int, world_size: int, device,
         check_sources(config)
     check_output_dir(config, rank, create=not dry_run)
     check_backend(config, world_size, device)
+    check_trackers(config.output.report_to)

@@ -8,21 +8,22 @@ import time
 from pathlib import Path
 
 from graddrop_dist.fs import staged_directory, write_atomically
+from graddrop_dist.trainer.tracking import start_trackers
 
 
 class MetricsLog:
-    def __init__(self, directory: Path, *, enabled: bool, tensorboard: bool) -> None:
+    """metrics.jsonl, and every record's scalars to the trackers of `output.report_to`."""
+
+    def __init__(self, directory: Path, *, enabled: bool, report_to=("tensorboard",),
+                 config: dict | None = None) -> None:
         self.enabled = enabled
         self.start = time.monotonic()
-        self.writer = None
+        self.trackers = []
         if not enabled:
             return
         directory.mkdir(parents=True, exist_ok=True)
         self.jsonl = open(directory / "metrics.jsonl", "a", encoding="utf-8")
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(directory / "tensorboard"))
+        self.trackers = start_trackers(report_to, directory, config or {})
 
     def log(self, step: int, **values) -> None:
         if not self.enabled:
@@ -30,16 +31,17 @@ class MetricsLog:
         record = {"step": step, "time_s": round(time.monotonic() - self.start, 2), **values}
         self.jsonl.write(json.dumps(record) + "\n")
         self.jsonl.flush()
-        if self.writer is not None:
-            for key, value in _flatten(values):
-                if isinstance(value, (int, float)):
-                    self.writer.add_scalar(key, value, step)
+        scalars = {key: value for key, value in _flatten(values)
+                   if isinstance(value, (int, float)) and not isinstance(value, bool)}
+        for tracker in self.trackers:
+            tracker.log(step, scalars)
 
-    def close(self) -> None:
+    def close(self, files: list[Path] = ()) -> None:
+        """`files`: what the trackers keep beside the metrics (results.json, results.md)."""
         if self.enabled:
             self.jsonl.close()
-            if self.writer is not None:
-                self.writer.close()
+            for tracker in self.trackers:
+                tracker.finish([path for path in files if path.exists()])
 
 
 def _flatten(values: dict, prefix: str = ""):

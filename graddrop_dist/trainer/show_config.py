@@ -7,17 +7,11 @@ backend, the DeepSpeed JSON with every "auto" the trainer owns filled in.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import yaml
 
 from graddrop_dist.trainer.config import JobConfig
-
-
-def job_dict(config: JobConfig) -> dict:
-    return {field.name: getattr(config, field.name).to_dict()
-            for field in dataclasses.fields(config)}
 
 
 def print_config(config: JobConfig, world_size: int) -> None:
@@ -26,7 +20,7 @@ def print_config(config: JobConfig, world_size: int) -> None:
           f"{train.micro_batch_size * train.gradient_accumulation * world_size} = "
           f"micro_batch_size {train.micro_batch_size} x gradient_accumulation "
           f"{train.gradient_accumulation} x {world_size} rank(s)")
-    print(yaml.safe_dump(job_dict(config), sort_keys=False), end="")
+    print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
     if config.backend.ds_config:
         from graddrop_dist.parallel.deepspeed_engine import deepspeed_config
 

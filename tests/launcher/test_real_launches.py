@@ -30,7 +30,7 @@ def free_port() -> int:
 def write_job(tmp_path, checkpoint, **sections) -> Path:
     data = job_dict(checkpoint, tmp_path / "run", **sections)
     data["train"].update(max_steps=2, micro_batch_size=2, gradient_accumulation=1)
-    data["output"].update(export_final=False, export_hf=False, tensorboard=False)
+    data["output"].update(export_final=False, export_hf=False, report_to=[])
     data["graddrop"]["verify_every"] = 1
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(data))

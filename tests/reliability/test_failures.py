@@ -24,7 +24,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def write_job(tmp_path, checkpoint, **sections):
     data = job_dict(checkpoint, tmp_path / "run", **sections)
     data["train"].update(max_steps=4, micro_batch_size=2, gradient_accumulation=1)
-    data["output"].update(export_final=False, export_hf=False, tensorboard=False)
+    data["output"].update(export_final=False, export_hf=False, report_to=[])
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

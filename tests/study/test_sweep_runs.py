@@ -19,7 +19,7 @@ def sweep_file(tmp_path, tiny_checkpoint):
     job = job_dict(tiny_checkpoint, tmp_path / "unused",
                    train={"epochs": 1, "max_steps": 2, "evaluate": "end",
                           "gradient_accumulation": 1},
-                   output={"tensorboard": False, "export_final": False, "export_hf": False,
+                   output={"report_to": [], "export_final": False, "export_hf": False,
                            "min_free_gb": 0})
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
     sweep = {"job": str(tmp_path / "job.yaml"), "output_dir": str(tmp_path / "out"),

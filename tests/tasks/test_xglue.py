@@ -115,7 +115,7 @@ def test_short_training_run_per_task_family(tiny_checkpoint, tmp_path, name):
 
     data = job_dict(tiny_checkpoint, tmp_path / "run",
                     task={"name": f"xglue-{name}", "data_dir": str(FIXTURES)},
-                    output={"export_final": False, "export_hf": False, "tensorboard": False})
+                    output={"export_final": False, "export_hf": False, "report_to": []})
     data["model"]["max_length"] = 48 if name == "mlqa" else 32
     data["train"].update(micro_batch_size=2, gradient_accumulation=1, max_steps=2, epochs=3,
                          eval_batch_size=4)

@@ -92,7 +92,7 @@ def test_an_unlabelled_test_language_is_predicted_not_scored(release, tiny_check
                     task={"name": "xglue-ner", "data_dir": str(release.parent)},
                     train={"micro_batch_size": 2, "gradient_accumulation": 1, "max_steps": 1,
                            "eval_batch_size": 4},
-                    output={"export_final": False, "export_hf": False, "tensorboard": False})
+                    output={"export_final": False, "export_hf": False, "report_to": []})
     results = run_job(JobConfig.from_dict(data), rank=0, world_size=1)
     assert set(results["final"]["test"]) == {"en", "avg"}  # de has no labels to score
     assert set(results["final"]["dev"]) == {"en", "de", "avg"}

@@ -88,7 +88,7 @@ def probed_job(rank, world_size, data) -> dict:
 def placement_job(checkpoint, tmp_path, backend) -> dict:
     return job_dict(checkpoint, tmp_path / "run", backend=backend,
                     train={"max_steps": 2, "evaluate": "end"},
-                    output={"export_hf": False, "tensorboard": False})
+                    output={"export_hf": False, "report_to": []})
 
 
 def assert_placed(result: dict) -> None:

@@ -24,7 +24,7 @@ def small_task():
 def run(checkpoint, directory, task, evaluate: str) -> dict:
     data = job_dict(checkpoint, directory, train={"epochs": 4, "max_steps": 0, "lr": 2e-3,
                                                    "evaluate": evaluate},
-                    output={"export_final": False, "tensorboard": False})
+                    output={"export_final": False, "report_to": []})
     return run_job(JobConfig.from_dict(data), task=task)
 
 

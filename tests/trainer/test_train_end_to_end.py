@@ -119,7 +119,7 @@ class TestTwoRanks(DistributedTest):
 def test_bf16_run_trains_and_reports(tiny_checkpoint, tmp_path):
     data = job_dict(tiny_checkpoint, tmp_path / "bf16", train={"precision": "bf16",
                                                                "max_steps": 2},
-                    output={"export_final": False, "export_hf": False, "tensorboard": False})
+                    output={"export_final": False, "export_hf": False, "report_to": []})
     results = run_job(JobConfig.from_dict(data), rank=0, world_size=1)
     assert results["steps"] == 2
     assert 0.0 <= results["final"]["test"]["avg"] <= 1.0
