@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -95,11 +96,11 @@ def make_plan(args, trainer_args: list[str]) -> LaunchPlan:
         if len(slots) > 1 and args.launcher != "deepspeed":
             raise LaunchError(f"--hostfile: {args.launcher} needs the same number of slots "
                               f"on every host, got {sorted(slots)}")
-        nnodes = args.nnodes or len(hosts)
+        nnodes = len(hosts) if args.nnodes is None else args.nnodes
         if nnodes != len(hosts):
             raise LaunchError(f"--nnodes {nnodes} does not match the {len(hosts)} host(s) "
                               f"of {args.hostfile}")
-        nproc = args.nproc_per_node or max(slots)
+        nproc = max(slots) if args.nproc_per_node is None else args.nproc_per_node
         if args.launcher == "deepspeed":  # it starts one rank per selected slot
             nproc = max(slots)
         elif nproc > min(slots):
@@ -108,9 +109,17 @@ def make_plan(args, trainer_args: list[str]) -> LaunchPlan:
     elif args.include or args.exclude:
         raise LaunchError("--include/--exclude need --hostfile")
     else:
-        nnodes, nproc = args.nnodes or 1, args.nproc_per_node or 1
+        nnodes = 1 if args.nnodes is None else args.nnodes
+        nproc = 1 if args.nproc_per_node is None else args.nproc_per_node
     if nnodes < 1 or nproc < 1:
-        raise LaunchError("--nnodes and --nproc-per-node must be >= 1")
+        raise LaunchError(f"--nnodes and --nproc-per-node must be >= 1, got {nnodes} and "
+                          f"{nproc}")
+    if nnodes > 1 and not hosts and args.launcher in ("deepspeed", "mpirun"):
+        raise LaunchError(f"--launcher {args.launcher} across {nnodes} nodes needs "
+                          "--hostfile (which hosts to start ranks on)")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", args.job_name):
+        raise LaunchError(f"--job-name: letters, digits, '.', '_' and '-' (at most 64), got "
+                          f"{args.job_name!r}")
     if args.launcher == "local" and nnodes != 1:
         raise LaunchError("--launcher local runs one node; use torchrun, deepspeed, slurm or "
                           "mpirun for several")

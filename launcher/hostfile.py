@@ -6,6 +6,7 @@ import re
 from collections import OrderedDict
 from pathlib import Path
 
+MAX_SLOTS = 1024  # a node with more ranks than this is a typo (and would exhaust memory)
 _LINE = re.compile(r"^(?P<host>[^\s#]+)\s+slots=(?P<slots>\d+)\s*$")
 
 
@@ -17,8 +18,12 @@ def parse_hostfile(path: str | Path) -> "OrderedDict[str, int]":
     path = Path(path)
     if not path.is_file():
         raise LaunchError(f"--hostfile: file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise LaunchError(f"--hostfile: {path} is not a text file") from None
     hosts: OrderedDict[str, int] = OrderedDict()
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+    for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
@@ -26,8 +31,8 @@ def parse_hostfile(path: str | Path) -> "OrderedDict[str, int]":
         if match is None:
             raise LaunchError(f"{path}:{number}: expected 'hostname slots=N', got {raw.strip()!r}")
         host, slots = match["host"], int(match["slots"])
-        if slots < 1:
-            raise LaunchError(f"{path}:{number}: slots must be >= 1, got {slots}")
+        if not 1 <= slots <= MAX_SLOTS:
+            raise LaunchError(f"{path}:{number}: slots must be in [1, {MAX_SLOTS}], got {slots}")
         if host in hosts:
             raise LaunchError(f"{path}:{number}: host {host} is listed twice")
         hosts[host] = slots

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -161,3 +162,28 @@ def test_a_users_deepspeed_env_is_not_overwritten_without_force(tmp_path, capsys
     assert (tmp_path / ".deepspeed_env").read_text() == "MY_VAR=1\n"
     write_files(runner, tmp_path, force=True)
     assert "MY_VAR" not in (tmp_path / ".deepspeed_env").read_text()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--nproc-per-node", "0"], "--nnodes and --nproc-per-node must be >= 1, got 1 and 0"),
+    (["--launcher", "torchrun", "--nnodes", "0"], "must be >= 1, got 0 and 1"),
+    (["--launcher", "deepspeed", "--nnodes", "2"],
+     "--launcher deepspeed across 2 nodes needs --hostfile"),
+    (["--launcher", "mpirun", "--nnodes", "2", "--nproc-per-node", "2"],
+     "--launcher mpirun across 2 nodes needs --hostfile"),
+    (["--launcher", "slurm", "--job-name", "x\n#SBATCH --exclusive"], "--job-name: letters"),
+])
+def test_impossible_launches_are_one_line(capsys, argv, message):
+    assert main([*argv, "--dry-run", "--", "job.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"node01 slots=99999999999999999999\n", "slots must be in [1, 1024], got 9999"),
+    (bytes(range(256)), "is not a text file"),
+])
+def test_absurd_hostfiles_are_one_line(tmp_path, content, message):
+    (tmp_path / "hosts").write_bytes(content)
+    with pytest.raises(LaunchError, match=re.escape(message)):
+        parse_hostfile(tmp_path / "hosts")
