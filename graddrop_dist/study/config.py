@@ -136,6 +136,8 @@ def load_sweep(path: str | Path) -> Sweep:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise SweepError(f"sweep: file not found: {path}") from None
+    except (IsADirectoryError, UnicodeDecodeError):
+        raise SweepError(f"sweep: {path} is not a text file") from None
     except yaml.YAMLError:
         raise SweepError(f"{path}: invalid YAML") from None
     if not isinstance(data, dict):

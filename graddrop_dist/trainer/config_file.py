@@ -38,6 +38,8 @@ def load_job_config(path: str | Path | None, overrides: list[str] = ()) -> JobCo
             data = yaml.safe_load(path.read_text()) or {}
         except FileNotFoundError:
             raise ConfigError(f"config: file not found: {path}") from None
+        except (IsADirectoryError, UnicodeDecodeError):
+            raise ConfigError(f"config: {path} is not a text file") from None
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark else str(path)

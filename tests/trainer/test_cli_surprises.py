@@ -114,3 +114,15 @@ def test_an_unreachable_hub_is_one_line_before_anything_starts(tiny_checkpoint, 
     assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
     assert time.monotonic() - started < 60  # no retry loop
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("make", [lambda p: p.write_bytes(bytes(range(256))), lambda p: p.mkdir()])
+def test_a_job_or_sweep_file_that_is_not_text_is_one_line(tmp_path, make):
+    from graddrop_dist.study.config import SweepError, load_sweep
+
+    path = tmp_path / "file.yaml"
+    make(path)
+    with pytest.raises(ConfigError, match=f"config: {path} is not a text file"):
+        load_job_config(path)
+    with pytest.raises(SweepError, match=f"sweep: {path} is not a text file"):
+        load_sweep(path)
