@@ -10,6 +10,7 @@ model) has one rule: $GRADDROP_CACHE, else $XDG_CACHE_HOME/graddrop_dist, else
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import tempfile
@@ -65,8 +66,30 @@ def staged_directory(directory: str | Path) -> Iterator[Path]:
 
 
 def replace_directory(source: str | Path, destination: str | Path) -> None:
-    """Move the finished folder `source` to `destination`, replacing what was there."""
-    destination = Path(destination)
-    if destination.exists():
-        shutil.rmtree(destination)
+    """Move the finished folder `source` to `destination`, replacing what was there, so
+    that `destination` is never missing: the two are swapped in one step where the kernel
+    can (Linux renameat2 RENAME_EXCHANGE), else the old folder is renamed aside first;
+    the old content is removed only after the new one is in place."""
+    source, destination = Path(source), Path(destination)
+    if not destination.exists():
+        os.replace(source, destination)
+        return
+    if _exchange(source, destination):
+        shutil.rmtree(source)  # now the old content
+        return
+    aside = destination.with_name(f".{destination.name}.old-{os.getpid()}")
+    os.replace(destination, aside)
     os.replace(source, destination)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths atomically (Linux >= 3.15 on most file systems); False if not."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second),
+                     rename_exchange) == 0

@@ -47,3 +47,34 @@ def test_one_cache_rule(monkeypatch):
     assert cache_root() == Path("/xdg/graddrop_dist")
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert cache_root() == Path.home() / ".cache" / "graddrop_dist"
+
+
+def test_replacing_a_directory_never_leaves_it_missing(tmp_path, monkeypatch):
+    from graddrop_dist import fs
+
+    def folder(name, text):
+        path = tmp_path / name
+        path.mkdir()
+        (path / "weights").write_text(text)
+        return path
+
+    old, new = folder("best_model", "old"), folder(".staging", "new")
+    new_inode = new.stat().st_ino
+    fs.replace_directory(new, old)
+    assert (old / "weights").read_text() == "new" and not new.exists()
+    if fs._exchange(tmp_path, tmp_path):  # the kernel swaps: the new folder itself moved
+        assert old.stat().st_ino == new_inode
+    # Without the swap: the old folder is set aside, never deleted before the new one is in.
+    monkeypatch.setattr(fs, "_exchange", lambda a, b: False)
+    seen = []
+    real_replace = fs.os.replace
+
+    def watching(source, destination):
+        seen.append(Path(destination).name)
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(fs.os, "replace", watching)
+    fs.replace_directory(folder(".staging2", "newer"), old)
+    assert (old / "weights").read_text() == "newer"
+    assert seen[0].startswith(".best_model.old-") and seen[1] == "best_model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best_model"]
