@@ -58,6 +58,10 @@ def test_sweep_runs_reports_and_resumes(sweep_file, capsys):
     assert difference["mean"] == pytest.approx(
         statistics.mean(finals["graddrop-p0.5", s]["en"] - finals["full", s]["en"]
                         for s in (1, 2)))
+    # One comparison per endpoint here, so Holm leaves each p as it is; English has one too.
+    assert difference["p_holm"] == pytest.approx(difference["p"], nan_ok=True)
+    assert "p_holm" in summary["cells"]["graddrop-p0.5"]["languages"]["zero-shot avg"][
+        "vs_baseline"]
     for report in (sweep_file.parent / "docs", sweep_file.parent / "out" / "report"):
         assert "| graddrop-p0.5 | 2 |" in (report / "summary.md").read_text()
         assert (report / "plots" / "en.png").read_bytes()[:4] == b"\x89PNG"
