@@ -76,6 +76,8 @@ class Job:
             return False
         saved = self.checkpoints.load(self.backend, latest, self.inputs.plan.global_batch)
         self.state = JobState.from_dict(saved)
+        if "metrics_records" in saved:  # older checkpoints did not count them
+            self.metrics.rewind(self.state.metrics_records)
         self.graddrop.load_state_dict(self.state.graddrop)
         self.backend.skipped_steps = self.state.skipped_nonfinite_steps
         self.backend.overflow_steps = self.state.skipped_overflow_steps
@@ -127,8 +129,10 @@ class Job:
             progress.set_postfix(loss=f"{loss:.3f}", epoch=epoch, refresh=False)
             self.metrics.log(state.global_step, loss=loss, lr=self.backend.current_lr(),
                              epoch=epoch)
-            if every and state.global_step % every == 0:
-                self.save_checkpoint()
+            last_of_epoch = step + 1 == inputs.plan.steps_per_epoch
+            if every and state.global_step % every == 0 and not last_of_epoch \
+                    and state.global_step < inputs.total_steps:
+                self.save_checkpoint()  # the epoch's or the run's end saves one anyway
             if state.global_step >= inputs.total_steps:
                 return True
         return False
@@ -201,6 +205,7 @@ class Job:
         if self.best_weights is not None:
             self.best_weights.save()  # first: a checkpoint never names an unsaved best
         self.state.graddrop = self.graddrop.state_dict()
+        self.state.metrics_records = self.metrics.records
         self.state.skipped_nonfinite_steps = self.backend.skipped_steps
         self.state.skipped_overflow_steps = self.backend.overflow_steps
         self.checkpoints.save(self.backend, self.state.global_step, self.state.to_dict())

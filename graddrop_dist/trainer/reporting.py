@@ -19,10 +19,13 @@ class MetricsLog:
         self.enabled = enabled
         self.start = time.monotonic()
         self.trackers = []
+        self.records = 0
         if not enabled:
             return
         directory.mkdir(parents=True, exist_ok=True)
-        self.jsonl = open(directory / "metrics.jsonl", "a", encoding="utf-8")
+        self.path = directory / "metrics.jsonl"
+        self.jsonl = open(self.path, "a", encoding="utf-8")
+        self.records = sum(1 for _ in open(self.path, encoding="utf-8"))
         self.trackers = start_trackers(report_to, directory, config or {})
 
     def log(self, step: int, **values) -> None:
@@ -31,10 +34,22 @@ class MetricsLog:
         record = {"step": step, "time_s": round(time.monotonic() - self.start, 2), **values}
         self.jsonl.write(json.dumps(record) + "\n")
         self.jsonl.flush()
+        self.records += 1
         scalars = {key: value for key, value in _flatten(values)
                    if isinstance(value, (int, float)) and not isinstance(value, bool)}
         for tracker in self.trackers:
             tracker.log(step, scalars)
+
+    def rewind(self, records: int) -> None:
+        """Back to the first `records` lines (what a resumed checkpoint had logged), so a
+        resumed run does not log its redone steps twice."""
+        if not self.enabled or self.records <= records:
+            return
+        self.jsonl.close()
+        kept = self.path.read_text(encoding="utf-8").splitlines(keepends=True)[:records]
+        write_atomically(self.path, "".join(kept))
+        self.jsonl = open(self.path, "a", encoding="utf-8")
+        self.records = records
 
     def close(self, files: list[Path] = ()) -> None:
         """`files`: what the trackers keep beside the metrics (results.json, results.md)."""

@@ -19,6 +19,7 @@ class JobState:
     skipped_overflow_steps: int = 0
     graddrop: dict | None = None  # GradDrop.state_dict()
     global_batch: int | None = None  # features per optimizer step, over all ranks
+    metrics_records: int = 0  # lines of metrics.jsonl when this state was saved
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

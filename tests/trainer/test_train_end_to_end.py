@@ -104,7 +104,13 @@ class TestTwoRanks(DistributedTest):
         shutil.copytree(tmp_path / "whole" / "checkpoints" / "step-00000004",
                         checkpoints / ".tmp-step-00000004")
         (checkpoints / "latest").write_text("step-00000002")
+        # It had logged past its last checkpoint: the redone steps are not logged twice.
+        shutil.copy(tmp_path / "whole" / "metrics.jsonl", tmp_path / "resumed")
         results = self.run(train_in_rank, resumed, True)
+        logged = [[(r["step"], r["loss"]) for r in map(json.loads, (tmp_path / run /
+                   "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+                  for run in ("whole", "resumed")]
+        assert logged[0] == logged[1] and [s for s, _ in logged[0]] == [1, 2, 3, 4, 5, 6]
         assert results[0]["steps"] == 6
         final = load_file(tmp_path / "whole" / "final_model" / "model.safetensors")
         again = load_file(tmp_path / "resumed" / "final_model" / "model.safetensors")
@@ -127,3 +133,19 @@ def test_bf16_run_trains_and_reports(tiny_checkpoint, tmp_path):
               (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()
               if "loss" in json.loads(line)]
     assert len(losses) == 2 and all(loss == loss and loss > 0 for loss in losses)
+
+
+def test_each_checkpoint_is_written_once(tiny_checkpoint, tmp_path, monkeypatch):
+    """checkpoint_every=2 over 6 steps: steps 2, 4 and 6, the last one not twice."""
+    from graddrop_dist.trainer import job as job_module
+    from graddrop_dist.trainer.config import JobConfig
+
+    saved = []
+    real_save = job_module.Job.save_checkpoint
+    monkeypatch.setattr(job_module.Job, "save_checkpoint",
+                        lambda self: (saved.append(self.state.global_step), real_save(self)))
+    data = job_dict(tiny_checkpoint, tmp_path / "run",
+                    output={"checkpoint_every": 2, "export_final": False, "export_hf": False,
+                            "report_to": []})
+    job_module.run_job(JobConfig.from_dict(data))
+    assert saved == [2, 4, 6]
