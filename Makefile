@@ -48,7 +48,7 @@ DEMO_ARGS   ?=
 # per-language table (results in runs/offline_demo/).
 demo: $(STAMP) $(UNICODE_DATA)
 	$(VENV)/bin/torchrun --standalone --nproc_per_node 2 -m graddrop_dist.trainer \
-		$(DEMO_CONFIG) $(DEMO_ARGS)
+		--overwrite $(DEMO_CONFIG) $(DEMO_ARGS)
 
 test: $(STAMP) $(UNICODE_DATA)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -22,7 +22,13 @@ def parse_args(argv):
                                        "configs/offline_demo.yaml runs offline)")
     parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=2e-5")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from the latest complete checkpoint in output.dir")
+                        help="continue the run in output.dir from its latest complete "
+                             "checkpoint (an error when there is none)")
+    parser.add_argument("--resume-or-start", action="store_true",
+                        help="resume when output.dir has a checkpoint, else start (for "
+                             "schedulers that requeue a job)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the run output.dir holds and start a new one there")
     parser.add_argument("--dry-run", action="store_true",
                         help="check config, rank, device, backend and data files, print the "
                              "plan, and start nothing (no process group, no model)")
@@ -92,8 +98,10 @@ def main(argv=None) -> int:
 
             print_config(config, info.world_size)
             return 0
-        preflight(config, rank=info.rank, world_size=info.world_size, device=device,
-                  dry_run=args.dry_run)
+        asked = "yes" if args.resume else "auto" if args.resume_or_start else "no"
+        resume = preflight(config, rank=info.rank, world_size=info.world_size,
+                           device=device, dry_run=args.dry_run, resume=asked,
+                           overwrite=args.overwrite)
         from graddrop_dist.tasks import reads_the_hub
         from graddrop_dist.trainer.inputs import load_job_task
 
@@ -118,7 +126,7 @@ def main(argv=None) -> int:
     from graddrop_dist.trainer.job import run_job
 
     try:
-        run_job(config, rank=info.rank, world_size=info.world_size, resume=args.resume,
+        run_job(config, rank=info.rank, world_size=info.world_size, resume=resume,
                 task=task, device=device)
     except (ValueError, RankDisagreement) as error:  # found after start, still one line
         print(f"graddrop-train: error: {error}", file=sys.stderr)

@@ -25,6 +25,7 @@ from graddrop_dist.trainer.data import collate
 from graddrop_dist.trainer.evaluation import evaluate_languages
 from graddrop_dist.trainer.export import export_pretrained
 from graddrop_dist.trainer.model_card import write_model_cards
+from graddrop_dist.trainer.run_dir import resumes
 from graddrop_dist.trainer.faults import fault_loss, inject_fault
 from graddrop_dist.trainer.inputs import layer_classes, prepare_inputs
 from graddrop_dist.trainer.rank_checks import agree_on_job, write_rank_record
@@ -231,7 +232,7 @@ class Job:
                    "skipped_nonfinite_steps": self.backend.skipped_steps,
                    "skipped_overflow_steps": self.backend.overflow_steps,
                    "best_epoch": state.best["epoch"], "best": state.best, "final": final,
-                   "history": state.history}
+                   "history": state.history, "resumes": resumes(self.output)}
         if self.context.is_main:
             table = results_table(task.languages, state.best, final)
             write_results(self.output, results, table)

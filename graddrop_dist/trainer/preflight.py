@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from graddrop_dist.trainer.config import JobConfig
+from graddrop_dist.trainer.run_dir import claim, has_checkpoint
 from graddrop_dist.trainer.tracking import check_trackers
 
 
@@ -50,7 +51,9 @@ def check_backend(config: JobConfig, world_size: int, device) -> None:
 
 
 def preflight(config: JobConfig, *, rank: int, world_size: int, device,
-              dry_run: bool = False) -> None:
+              dry_run: bool = False, resume: str = "no", overwrite: bool = False) -> bool:
+    """Every check that needs no peer. `resume`: "no", "yes" (--resume) or "auto"
+    (--resume-or-start). Returns whether the job resumes."""
     if not dry_run:  # a dry run may be on a login node whose network differs
         from graddrop_dist.trainer.sources import check_sources
 
@@ -58,3 +61,6 @@ def preflight(config: JobConfig, *, rank: int, world_size: int, device,
     check_output_dir(config, rank, create=not dry_run)
     check_backend(config, world_size, device)
     check_trackers(config.output.report_to)
+    if rank == 0:  # the directory's owner: its lock, its run record
+        return claim(config, resume=resume, dry_run=dry_run, overwrite=overwrite) == "resume"
+    return resume == "yes" or (resume == "auto" and has_checkpoint(Path(config.output.dir)))
