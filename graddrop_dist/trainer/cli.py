@@ -114,6 +114,9 @@ def main(argv=None) -> int:
     if args.dry_run:
         print(plan(config, info, device, task))
         return 0
+    from graddrop_dist.dist.launcher_death import end_with_launcher
+
+    end_with_launcher()  # no orphans training on after their agent is killed
     os.environ["GRADDROP_RANK_SOURCE"] = info.source
     if info.rank != 0:
         quiet_non_zero_rank()
