@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,17 +66,30 @@ def workdir(tmp_path_factory, tiny_checkpoint):
     return folder
 
 
+def files_under(folder: Path) -> set[Path]:
+    return set(folder.rglob("*")) if folder.exists() else set()
+
+
 @pytest.mark.parametrize("command", shell_commands())
 def test_readme_command_runs_as_a_dry_run(command, workdir):
     argv = as_dry_run(shlex.split(command))
+    if "--resume" in argv:  # what it continues: a run with a checkpoint
+        step = workdir / "runs" / "job" / "checkpoints" / "step-00000002"
+        step.mkdir(parents=True, exist_ok=True)
+        (step / "trainer_state.json").write_text("{}")
+    before = files_under(workdir / "runs")
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    result = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, timeout=240,
-                            env=env)
-    assert result.returncode == 0, f"{argv}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
-    if argv[0].endswith("graddrop-train"):
-        printed = "# resolved for" if "--print-config" in argv else "nothing started"
-        assert printed in result.stdout
-    assert not (workdir / "runs").exists() or not any((workdir / "runs").iterdir())
+    try:
+        result = subprocess.run(argv, cwd=workdir, capture_output=True, text=True,
+                                timeout=240, env=env)
+        assert result.returncode == 0, \
+            f"{argv}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        if argv[0].endswith("graddrop-train"):
+            printed = "# resolved for" if "--print-config" in argv else "nothing started"
+            assert printed in result.stdout
+        assert files_under(workdir / "runs") == before  # a dry run writes nothing
+    finally:
+        shutil.rmtree(workdir / "runs", ignore_errors=True)
 
 
 def python_examples() -> list[str]:
