@@ -19,6 +19,15 @@ from graddrop_dist.typed_config import did_you_mean, typed_config
 OFFLINE_MODEL = "offline:multilingual-e5-small"
 
 
+def flatten(values: dict, separator: str = ".", prefix: str = ""):
+    """(joined key, value) of every leaf of nested dicts: {"a": {"b": 1}} -> ("a.b", 1)."""
+    for key, value in values.items():
+        if isinstance(value, dict):
+            yield from flatten(value, separator, f"{prefix}{key}{separator}")
+        else:
+            yield f"{prefix}{key}", value
+
+
 class ConfigError(ValueError):
     """A one-line, user-facing configuration error."""
 

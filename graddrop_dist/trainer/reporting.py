@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from graddrop_dist.fs import staged_directory, write_atomically
+from graddrop_dist.trainer.config import flatten
 from graddrop_dist.trainer.tracking import start_trackers
 
 
@@ -35,7 +36,7 @@ class MetricsLog:
         self.jsonl.write(json.dumps(record) + "\n")
         self.jsonl.flush()
         self.records += 1
-        scalars = {key: value for key, value in _flatten(values)
+        scalars = {key: value for key, value in flatten(values, "/")
                    if isinstance(value, (int, float)) and not isinstance(value, bool)}
         for tracker in self.trackers:
             tracker.log(step, scalars)
@@ -57,14 +58,6 @@ class MetricsLog:
             self.jsonl.close()
             for tracker in self.trackers:
                 tracker.finish([path for path in files if path.exists()])
-
-
-def _flatten(values: dict, prefix: str = ""):
-    for key, value in values.items():
-        if isinstance(value, dict):
-            yield from _flatten(value, f"{prefix}{key}/")
-        else:
-            yield f"{prefix}{key}", value
 
 
 def results_table(languages: list[str], best: dict, final: dict) -> str:

@@ -31,7 +31,7 @@ import socket
 from pathlib import Path
 
 from graddrop_dist.fs import write_atomically
-from graddrop_dist.trainer.config import ConfigError, JobConfig
+from graddrop_dist.trainer.config import ConfigError, JobConfig, flatten
 
 # Fields a resumed run may change: how long it runs, how it reports and saves, timeouts.
 RESUMABLE_CHANGES = ("train.max_steps", "train.epochs", "train.eval_batch_size",
@@ -43,8 +43,7 @@ _HELD: dict = {}  # lock path -> its open file, kept for the life of the process
 
 
 def flat_config(config: JobConfig) -> dict:
-    return {f"{section}.{key}": value for section, values in config.to_dict().items()
-            for key, value in values.items()}
+    return dict(flatten(config.to_dict()))
 
 
 def digest(config: JobConfig) -> str:

@@ -22,6 +22,8 @@ import json
 import os
 from pathlib import Path
 
+from graddrop_dist.trainer.config import flatten
+
 TRACKERS = ("tensorboard", "mlflow", "wandb")
 _PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 
@@ -64,7 +66,7 @@ class MLflowTracker:
         run = mlflow.start_run(run_id=resumed, run_name=None if resumed else output.name)
         run_ids["mlflow"] = run.info.run_id
         if not resumed:
-            mlflow.log_params(dict(_flatten(config)))
+            mlflow.log_params(dict(flatten(config)))
 
     def log(self, step: int, scalars: dict) -> None:
         self.mlflow.log_metrics(scalars, step=step)
@@ -109,10 +111,3 @@ def start_trackers(report_to, output: Path, config: dict) -> list:
         ids_file.write_text(json.dumps(run_ids))
     return trackers
 
-
-def _flatten(values: dict, prefix: str = ""):
-    for key, value in values.items():
-        if isinstance(value, dict):
-            yield from _flatten(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
