@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpus-per-task", type=int, default=None,
                         help="slurm: CPU cores for each node's torchrun and its ranks "
                              "(default: 4 per rank)")
+    parser.add_argument("--stop-grace-s", type=int, default=180,
+                        help="seconds the ranks get to checkpoint after SIGTERM / SIGUSR1 "
+                             "(torchrun's --shutdown-timeout; slurm: USR1 is asked for this "
+                             "long before the time limit) (default: 180)")
     parser.add_argument("--python", default=sys.executable,
                         help="the Python that runs graddrop-train on every node (default: "
                              "this one, which suits a shared filesystem)")
@@ -129,10 +133,10 @@ def make_plan(args, trainer_args: list[str]) -> LaunchPlan:
     if nnodes > 1 and args.launcher == "torchrun" and not args.master_addr and not hosts:
         raise LaunchError("--master-addr: required for torchrun across several nodes (the "
                           "address of node 0)")
-    if not 1 <= args.master_port <= 65535:
-        raise LaunchError(f"--master-port must be in [1, 65535], got {args.master_port}")
-    if args.cpus_per_task is not None and args.cpus_per_task < 1:
-        raise LaunchError(f"--cpus-per-task must be >= 1, got {args.cpus_per_task}")
+    check_numbers(args)
+    if args.launcher == "slurm" and "--overwrite" in trainer_args:
+        raise LaunchError("--overwrite: not with --launcher slurm, whose requeued job would "
+                          "delete its own run; remove output.dir before submitting instead")
     check_job(trainer_args, nnodes * nproc)
     return LaunchPlan(nnodes=nnodes, nproc_per_node=nproc, trainer_args=trainer_args,
                       hosts=hosts, hostfile=args.hostfile, master_addr=master,
@@ -140,7 +144,17 @@ def make_plan(args, trainer_args: list[str]) -> LaunchPlan:
                       include=args.include, exclude=args.exclude,
                       multinode_runner=args.multinode_runner, job_name=args.job_name,
                       slurm_options=args.slurm_option, python=args.python,
-                      cpus_per_task=args.cpus_per_task or 4 * nproc)
+                      cpus_per_task=args.cpus_per_task or 4 * nproc,
+                      stop_grace_s=args.stop_grace_s)
+
+
+def check_numbers(args) -> None:
+    if not 1 <= args.master_port <= 65535:
+        raise LaunchError(f"--master-port must be in [1, 65535], got {args.master_port}")
+    if args.cpus_per_task is not None and args.cpus_per_task < 1:
+        raise LaunchError(f"--cpus-per-task must be >= 1, got {args.cpus_per_task}")
+    if not 1 <= args.stop_grace_s <= 86400:
+        raise LaunchError(f"--stop-grace-s must be in [1, 86400], got {args.stop_grace_s}")
 
 
 def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -172,8 +186,13 @@ def main(argv=None) -> int:
         return 2
     command = runner.local_command()
     print(f"graddrop-launch ({runner.name}): {command.shell()}", file=sys.stderr, flush=True)
-    completed = subprocess.run(command.argv, env={**os.environ, **command.env})
-    return completed.returncode
+    if shutil.which(command.argv[0]) is None:
+        print(f"graddrop-launch: error: {command.argv[0]}: not found on PATH",
+              file=sys.stderr)
+        return 2
+    sys.stdout.flush()
+    # Replaced, not waited for: a SIGTERM for graddrop-launch reaches torchrun itself.
+    os.execvpe(command.argv[0], command.argv, {**os.environ, **command.env})
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ from pathlib import Path
 from graddrop_launcher.hostfile import LaunchError
 
 TRAINER = ["-m", "graddrop_dist.trainer"]
+# torchrun with the ranks' exit status (2: bad job, 143: preempted) and SIGUSR1 forwarded.
+TORCHRUN = "graddrop_launcher.torchrun"
+PREEMPTED_EXIT = 143
 LOCAL_NAMES = {"localhost", "127.0.0.1", os.uname().nodename}
 # Variables every rank needs, forwarded by runners that do not inherit the environment.
 # DS_ACCELERATOR is not among them: graddrop-train sets it on each node from the device it
@@ -42,6 +45,7 @@ class LaunchPlan:
     job_name: str = "graddrop"
     slurm_options: list[str] = field(default_factory=list)
     cpus_per_task: int = 4
+    stop_grace_s: int = 180  # to checkpoint after SIGTERM / SIGUSR1
 
     @property
     def world_size(self) -> int:
@@ -96,8 +100,9 @@ class TorchrunRunner(Runner):
                           "--rdzv_conf", f"is_host={int(node_rank == 0)}"]
             if node_rank == 0:
                 rendezvous += ["--local_addr", p.master_addr]
-        return [p.python, "-m", "torch.distributed.run", *rendezvous,
-                "--nproc_per_node", str(p.nproc_per_node), *TRAINER, *p.trainer_args]
+        return [p.python, "-m", TORCHRUN, *rendezvous, "--nproc_per_node",
+                str(p.nproc_per_node), "--shutdown-timeout", str(p.stop_grace_s), *TRAINER,
+                *p.trainer_args]
 
     def commands(self) -> list[NodeCommand]:
         names = list(self.plan.hosts) or [f"node{i}" for i in range(self.plan.nnodes)]
@@ -175,20 +180,29 @@ class MpirunRunner(Runner):
 
 class SlurmRunner(Runner):
     """An sbatch script: srun starts one torchrun agent per node (c10d rendezvous on the
-    first node of the allocation)."""
+    first node of the allocation). Slurm sends SIGUSR1 `stop_grace_s` before the time limit
+    (and SIGTERM on preemption); the ranks checkpoint and exit 143, and the script requeues
+    the job, which continues with --resume-or-start."""
 
     name = "slurm"
+
+    def trainer_args(self) -> list[str]:
+        args = self.plan.trainer_args
+        return args if {"--resume", "--resume-or-start"} & set(args) else \
+            [*args, "--resume-or-start"]
 
     def script(self) -> str:
         p = self.plan
         options = [f"#SBATCH --job-name={p.job_name}", f"#SBATCH --nodes={p.nnodes}",
                    "#SBATCH --ntasks-per-node=1", f"#SBATCH --cpus-per-task={p.cpus_per_task}",
+                   f"#SBATCH --signal=USR1@{p.stop_grace_s}", "#SBATCH --requeue",
+                   "#SBATCH --open-mode=append",
                    *(f"#SBATCH {o}" for o in p.slurm_options)]
-        torchrun = [p.python, "-m", "torch.distributed.run", "--nnodes", str(p.nnodes),
+        torchrun = [p.python, "-m", TORCHRUN, "--nnodes", str(p.nnodes),
                     "--nproc_per_node", str(p.nproc_per_node), "--rdzv_backend", "c10d",
                     "--rdzv_id", "$SLURM_JOB_ID",
-                    "--rdzv_endpoint", f"$MASTER_ADDR:{p.master_port}", *TRAINER,
-                    *p.trainer_args]
+                    "--rdzv_endpoint", f"$MASTER_ADDR:{p.master_port}",
+                    "--shutdown-timeout", str(p.stop_grace_s), *TRAINER, *self.trainer_args()]
         command = " ".join(a if a.startswith("$") or ":" in a and "$" in a else shlex.quote(a)
                            for a in torchrun)
         return "\n".join([
@@ -196,7 +210,13 @@ class SlurmRunner(Runner):
             'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
             "export MASTER_ADDR",
             *(f"export {k}={shlex.quote(os.environ[k])}" for k in FORWARDED if k in os.environ),
-            f"srun --kill-on-bad-exit=1 {command}", ""])
+            "status=0",
+            f"srun --kill-on-bad-exit=1 {command} || status=$?",
+            f"if [ \"$status\" -eq {PREEMPTED_EXIT} ]; then  # checkpointed on a stop signal",
+            '  echo "graddrop: stopped and checkpointed; requeueing job $SLURM_JOB_ID" >&2',
+            '  scontrol requeue "$SLURM_JOB_ID"',
+            "fi",
+            'exit "$status"', ""])
 
     def commands(self) -> list[NodeCommand]:
         return [NodeCommand("sbatch", ["sbatch", f"{self.plan.job_name}.sbatch"])]

@@ -26,8 +26,8 @@ def dry_run(capsys, *argv):
 
 def test_local_is_torchrun_standalone(capsys):
     out = dry_run(capsys, "--launcher", "local", "--nproc-per-node", "2")
-    assert "-m torch.distributed.run --standalone --nproc_per_node 2 -m graddrop_dist.trainer " \
-           "job.yaml train.lr=1e-5" in out
+    assert "-m graddrop_launcher.torchrun --standalone --nproc_per_node 2 --shutdown-timeout " \
+           "180 -m graddrop_dist.trainer job.yaml train.lr=1e-5" in out
 
 
 def test_torchrun_prints_one_command_per_node(capsys):
@@ -146,7 +146,7 @@ def test_nodes_get_the_chosen_python_and_never_this_machines_ds_accelerator(caps
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = dry_run(capsys, "--launcher", "slurm", "--nnodes", "2", "--nproc-per-node", "8",
                   "--python", "python3")
-    assert "srun --kill-on-bad-exit=1 python3 -m torch.distributed.run" in out
+    assert "srun --kill-on-bad-exit=1 python3 -m graddrop_launcher.torchrun" in out
     assert "#SBATCH --cpus-per-task=32" in out
     assert "export OMP_NUM_THREADS=1" in out and "DS_ACCELERATOR" not in out
 
