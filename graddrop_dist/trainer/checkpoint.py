@@ -3,10 +3,12 @@
 Layout under `<output>/checkpoints/`: `step-00000040/` (complete), `latest` (the name of
 the newest complete one, replaced atomically). A checkpoint is written into
 `.tmp-step-N/` by every rank (in the backend's format: DeepSpeed's own, or
-torch.distributed.checkpoint for the others), then rank 0 writes the trainer state,
-renames the folder and only then moves `latest`. A run killed at any moment leaves
-`latest` on the previous complete checkpoint; `.tmp-*` folders are never read and are
-swept at the next save.
+torch.distributed.checkpoint for the others), then rank 0 writes the trainer state and
+the manifest (trainer/manifest.py: each file's size and checksum), renames the folder and
+only then moves `latest`. A run killed at any moment leaves `latest` on the previous
+complete checkpoint; `.tmp-*` folders are never read and are swept at the next save. A
+resume checks the manifest first and, when a file is missing, truncated or changed, says
+which and falls back to the newest checkpoint that is intact.
 """
 
 from __future__ import annotations
@@ -14,22 +16,56 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from graddrop_dist.dist.process_group import is_collective_failure
 from graddrop_dist.fs import replace_directory, write_atomically
+from graddrop_dist.trainer.manifest import manifest_problem, write_manifest
 from graddrop_dist.parallel.device import rng_state as device_rng_state
 from graddrop_dist.parallel.device import set_rng_state as set_device_rng_state
 
 STATE_FILE = "trainer_state.json"
 
 
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
 def _barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
+    if _distributed():
         dist.barrier()
+
+
+def write_failure(error: BaseException) -> str:
+    """One line for why a write failed: the OS's reason and file, torch's message, or the
+    first rank's error inside torch.distributed.checkpoint's CheckpointException."""
+    failures = getattr(error, "failures", None)
+    if failures:  # {rank: (exception, traceback)}
+        rank, (inner, _) = next(iter(sorted(failures.items(), key=lambda item: item[0])))
+        return f"rank {rank}: {write_failure(inner)}"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror + (f": {error.filename}" if error.filename else "")
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def check_same_data(folder: Path, digest: str) -> None:
+    """A resume on other training data (another file, tokenizer or max_length) would see
+    other batches: refused in one line. Checkpoints older than the digest pass."""
+    saved = json.loads((folder / STATE_FILE).read_text()).get("data_digest")
+    if saved is not None and saved != digest:
+        raise ValueError(f"--resume: the training data differs from {folder.name}'s "
+                         f"(digest {saved} -> {digest}); resume on the same data, or start "
+                         "a new run in another output.dir")
+
+
+def _step(folder: Path) -> int:
+    return int(folder.name.removeprefix("step-"))
 
 
 def rng_state(device: torch.device) -> dict:
@@ -44,24 +80,32 @@ def set_rng_state(state: dict, device: torch.device) -> None:
 
 
 class Checkpointer:
-    def __init__(self, root: Path, context, *, keep: int) -> None:
-        """context: this rank (graddrop_dist.dist.context.RankContext)."""
+    def __init__(self, root: Path, context, *, keep: int, checksums: bool = True) -> None:
+        """context: this rank (graddrop_dist.dist.context.RankContext); checksums: also
+        hash every file into the manifest and check the hashes on resume."""
         self.root = Path(root)
         self.rank, self.world_size, self.keep = context.rank, context.world_size, keep
+        self.checksums = checksums
 
     # -------------------------------------------------------------- save
     def save(self, backend, step: int, trainer_state: dict) -> Path:
         """`backend` (graddrop_dist.parallel) writes model, optimizer and schedule in its
         own format; this adds the trainer state and the RNG states and publishes it."""
+        from torch.distributed.checkpoint.api import CheckpointException
+
         try:
             return self._save(backend, step, trainer_state)
-        except OSError as error:
+        except (OSError, RuntimeError, CheckpointException) as error:
+            if isinstance(error, RuntimeError) and is_collective_failure(error):
+                raise  # a peer died while saving: not this checkpoint's problem
             # Nothing was renamed: `latest` still names the previous complete checkpoint.
+            if self.rank == 0:
+                shutil.rmtree(self.root / f".tmp-step-{step:08d}", ignore_errors=True)
             previous = self.latest()
             raise ValueError(f"checkpoint at step {step} could not be written under "
-                             f"{self.root} ({error.strerror or error}); the latest complete "
-                             f"checkpoint is still {previous.name if previous else 'none'}") \
-                from None
+                             f"{self.root} ({write_failure(error)}); the partial folder was "
+                             f"removed, the latest complete checkpoint is still "
+                             f"{previous.name if previous else 'none'}") from None
 
     def _save(self, backend, step: int, trainer_state: dict) -> Path:
         name = f"step-{step:08d}"
@@ -79,15 +123,20 @@ class Checkpointer:
         if self.rank == 0:
             write_atomically(partial / STATE_FILE, json.dumps(
                 {**trainer_state, "world_size": self.world_size}, indent=1))
+            write_manifest(partial, checksums=self.checksums)  # last: it vouches for all
             replace_directory(partial, final)
             write_atomically(self.root / "latest", name)
             self._prune()
         _barrier()
         return final
 
+    def _complete(self) -> list[Path]:
+        """Folders with a trainer state, oldest first by step (never by name)."""
+        return sorted((p for p in self.root.glob("step-*")
+                       if p.name[5:].isdigit() and (p / STATE_FILE).exists()), key=_step)
+
     def _prune(self) -> None:
-        complete = sorted(p for p in self.root.glob("step-*") if (p / STATE_FILE).exists())
-        for old in complete[:-self.keep]:
+        for old in self._complete()[:-self.keep]:
             shutil.rmtree(old, ignore_errors=True)
 
     # -------------------------------------------------------------- load
@@ -97,8 +146,38 @@ class Checkpointer:
             candidate = self.root / pointer.read_text().strip()
             if (candidate / STATE_FILE).exists():
                 return candidate
-        complete = sorted(p for p in self.root.glob("step-*") if (p / STATE_FILE).exists())
+        complete = self._complete()
         return complete[-1] if complete else None
+
+    def latest_intact(self) -> Path | None:
+        """The newest checkpoint whose manifest holds, the same on every rank (rank 0 checks
+        and tells the others); each one skipped is a warning line naming its bad file.
+        None when there is no checkpoint; ValueError when none is intact."""
+        choice = self._check_newest_first() if self.rank == 0 else None
+        if _distributed():
+            box = [choice]
+            dist.broadcast_object_list(box, src=0)
+            choice = box[0]
+        if isinstance(choice, list):
+            raise ValueError(f"--resume: no intact checkpoint in {self.root}: "
+                             + "; ".join(choice))
+        return None if choice is None else self.root / choice
+
+    def _check_newest_first(self):
+        """A name, None (no checkpoint) or the list of every checkpoint's problem."""
+        latest = self.latest()
+        candidates = [latest] if latest else []
+        candidates += [p for p in reversed(self._complete()) if p != latest]
+        problems = []
+        for folder in candidates:
+            problem = manifest_problem(folder, checksums=self.checksums)
+            if problem is None:
+                if problems:
+                    print(f"graddrop-train: warning: {'; '.join(problems)}; resuming from "
+                          f"{folder.name}", file=sys.stderr, flush=True)
+                return folder.name
+            problems.append(f"checkpoint {folder.name} is damaged: {problem}")
+        return problems or None
 
     def load(self, backend, path: Path, global_batch: int) -> dict:
         """Restore a checkpoint. On another world size (where the backend's format

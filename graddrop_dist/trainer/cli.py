@@ -2,7 +2,9 @@
 
 Validates the whole config before any process group starts (a bad value is one line on
 stderr and exit status 2), finds its rank from torchrun / deepspeed / mpirun / Slurm
-variables, runs the job, and shuts the process group down cleanly.
+variables, runs the job, and shuts the process group down cleanly. Exit status: 0 done,
+2 a bad job (config, data, a resume that does not match), 143 stopped by SIGTERM or
+SIGUSR1 after checkpointing (trainer/preemption.py), 1 anything else.
 """
 
 from __future__ import annotations
@@ -127,10 +129,15 @@ def main(argv=None) -> int:
         process_group.start(device, config.backend.timeout_s)
     from graddrop_dist.dist.agreement import RankDisagreement
     from graddrop_dist.trainer.job import run_job
+    from graddrop_dist.trainer.preemption import PREEMPTED_EXIT, Preempted
 
     try:
         run_job(config, rank=info.rank, world_size=info.world_size, resume=resume,
                 task=task, device=device)
+    except Preempted as stopped:
+        if info.rank == 0:
+            print(f"graddrop-train: {stopped}", file=sys.stderr, flush=True)
+        return PREEMPTED_EXIT
     except (ValueError, RankDisagreement) as error:  # found after start, still one line
         print(f"graddrop-train: error: {error}", file=sys.stderr)
         return 2

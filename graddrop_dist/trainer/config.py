@@ -178,6 +178,9 @@ class OutputConfig:
     checkpoint_every: int = 0
     """Optimizer steps between checkpoints (0: only at the end of every epoch)."""
     keep_checkpoints: int = 2
+    checkpoint_checksums: bool = True
+    """Hash every checkpoint file (SHA-256) into its manifest and check the hashes before a
+    resume; sizes are checked either way. Off saves a read of the checkpoint per save."""
     export_hf: bool = True
     """Write a consolidated Hugging Face checkpoint (save_pretrained) of the best model
     (by training-language dev accuracy) to <dir>/best_model."""

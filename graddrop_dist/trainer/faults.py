@@ -1,5 +1,6 @@
 """Failures on demand, so the tests can show what a run does when a rank dies or a
-gradient turns non-finite: GRADDROP_FAULT=kill:<rank>:<step> or nan:<step>."""
+gradient turns non-finite, or a scheduler preempts it: GRADDROP_FAULT=kill:<rank>:<step>,
+nan:<step> or signal:<step>:<SIGNAME>:<launcher|self>."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ def inject_fault(rank: int, step: int) -> None:
         _, victim, at_step = fault.split(":")
         if int(victim) == rank and int(at_step) == step:
             os.kill(os.getpid(), signal.SIGKILL)
+    elif fault.startswith("signal:"):  # rank 0 signals its launcher agent, or itself,
+        _, at_step, name, target = fault.split(":")  # before that step, as Slurm would
+        if rank == 0 and int(at_step) == step:
+            os.kill(os.getppid() if target == "launcher" else os.getpid(),
+                    signal.Signals[name])
 
 
 def fault_loss(step: int):

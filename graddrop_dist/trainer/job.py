@@ -19,16 +19,17 @@ from graddrop_dist.dist.context import RankContext
 from graddrop_dist.dist.device import resolve_device
 from graddrop_dist.parallel import backend_class
 from graddrop_dist.trainer.best_weights import BestWeights
-from graddrop_dist.trainer.checkpoint import Checkpointer
+from graddrop_dist.trainer.checkpoint import Checkpointer, check_same_data
 from graddrop_dist.trainer.config import JobConfig
 from graddrop_dist.trainer.data import collate
 from graddrop_dist.trainer.evaluation import evaluate_languages
 from graddrop_dist.trainer.export import export_pretrained
 from graddrop_dist.trainer.model_card import write_model_cards
+from graddrop_dist.trainer.preemption import Preempted, StopRequests, stop_message
 from graddrop_dist.trainer.run_dir import resumes
 from graddrop_dist.trainer.faults import fault_loss, inject_fault
 from graddrop_dist.trainer.inputs import layer_classes, prepare_inputs
-from graddrop_dist.trainer.rank_checks import agree_on_job, write_rank_record
+from graddrop_dist.trainer.rank_checks import agree_on_job, data_digest, write_rank_record
 from graddrop_dist.trainer.reporting import (
     MetricsLog,
     results_table,
@@ -51,13 +52,15 @@ class Job:
         reads it before the process group starts, so a bad data file is one line)."""
         self.config, self.context, self.task = config, context, task
         self.output = Path(config.output.dir)
+        self.stops, self.stop_signal, self._saved_at = StopRequests(context.device), 0, None
 
     # ---------------------------------------------------------------------- build
     def build(self) -> None:
         config, context = self.config, self.context
         self.inputs = prepare_inputs(config, context.world_size, self.task)
+        digest = data_digest(self.inputs.train_data)
         if context.world_size > 1:  # the job's first collective: nothing can hang before
-            agree_on_job(config, self.inputs.train_data, self.inputs.eval_data)
+            agree_on_job(config, self.inputs.train_data, self.inputs.eval_data, digest)
         self.backend = build_backend(config, self.inputs.model, self.inputs.total_steps,
                                      context.device)
         self.graddrop = self.backend.attach(GradDrop(config.graddrop_config()),
@@ -65,16 +68,18 @@ class Job:
         self.best_weights = BestWeights(self.output / "best_weights", context.rank) \
             if config.train.evaluate == "selected" else None
         self.checkpoints = Checkpointer(self.output / "checkpoints", context,
-                                        keep=config.output.keep_checkpoints)
-        self.state = JobState(global_batch=self.inputs.plan.global_batch)
+                                        keep=config.output.keep_checkpoints,
+                                        checksums=config.output.checkpoint_checksums)
+        self.state = JobState(global_batch=self.inputs.plan.global_batch, data_digest=digest)
         self.metrics = MetricsLog(self.output, enabled=context.is_main,
                                   report_to=config.output.report_to, config=config.to_dict())
 
     def resume(self) -> bool:
         """Continue from the latest complete checkpoint; False when there is none."""
-        latest = self.checkpoints.latest()
+        latest = self.checkpoints.latest_intact()
         if latest is None:
             return False
+        check_same_data(latest, self.state.data_digest)
         saved = self.checkpoints.load(self.backend, latest, self.inputs.plan.global_batch)
         self.state = JobState.from_dict(saved)
         if "metrics_records" in saved:  # older checkpoints did not count them
@@ -105,6 +110,8 @@ class Job:
         finished = state.global_step >= self.inputs.total_steps
         while not finished and state.epoch < self.config.train.epochs:
             finished = self._train_epoch(progress)
+            if self.stop_signal:
+                break
             if state.step_in_epoch >= plan.steps_per_epoch:
                 if self.config.train.evaluate == "every-epoch":
                     self.evaluate(state.epoch)
@@ -112,7 +119,21 @@ class Job:
                     self.evaluate_selection(state.epoch)
                 state.epoch, state.step_in_epoch = state.epoch + 1, 0
             self.save_checkpoint()
+            self.stop_signal = self.stops.agreed()  # one that came during the evaluation
+            if self.stop_signal:
+                break
         progress.close()
+        if self.stop_signal:
+            self.stop()
+
+    def stop(self) -> None:
+        """A stop signal: the checkpoint of this step (unless it has one), then out."""
+        state = self.state
+        if self._saved_at != (state.global_step, state.epoch, state.step_in_epoch):
+            self.save_checkpoint()
+        self.close()  # the metrics and trackers flushed; the job ends here
+        raise Preempted(stop_message(self.stop_signal, state.global_step,
+                                     self.checkpoints.latest()))
 
     def _train_epoch(self, progress) -> bool:
         """The rest of the current epoch's steps; True once the run's last step is done."""
@@ -134,6 +155,9 @@ class Job:
             if every and state.global_step % every == 0 and not last_of_epoch \
                     and state.global_step < inputs.total_steps:
                 self.save_checkpoint()  # the epoch's or the run's end saves one anyway
+            self.stop_signal = self.stops.agreed()
+            if self.stop_signal:
+                return True
             if state.global_step >= inputs.total_steps:
                 return True
         return False
@@ -210,6 +234,7 @@ class Job:
         self.state.skipped_nonfinite_steps = self.backend.skipped_steps
         self.state.skipped_overflow_steps = self.backend.overflow_steps
         self.checkpoints.save(self.backend, self.state.global_step, self.state.to_dict())
+        self._saved_at = (self.state.global_step, self.state.epoch, self.state.step_in_epoch)
 
     # ---------------------------------------------------------------------- finish
     def finish(self) -> dict:
@@ -250,15 +275,20 @@ class Job:
         self.backend.close()
 
     def run(self, resume: bool = False) -> dict:
-        self.build()
-        if resume:
-            self.resume()
-        if self.context.is_main:
-            self.announce()
-        self.fit()
-        results = self.finish()
-        self.close()
-        return results
+        """The whole job; raises Preempted after checkpointing when a stop signal came."""
+        self.stops.install()  # from the start: a signal during the build stops at step 1
+        try:
+            self.build()
+            if resume:
+                self.resume()
+            if self.context.is_main:
+                self.announce()
+            self.fit()
+            results = self.finish()
+            self.close()
+            return results
+        finally:
+            self.stops.uninstall()
 
 
 def run_job(config: JobConfig, *, rank: int = 0, world_size: int = 1, resume: bool = False,

@@ -14,20 +14,27 @@ import torch
 from graddrop_dist.trainer.config import JobConfig
 
 
-def agree_on_job(config: JobConfig, train_data, eval_data) -> None:
-    """Every rank must run the same job on the same data with the same code."""
+def data_digest(train_data) -> str:
+    """16 hex digits for the encoded training features, in order: what ranks compare, and
+    what a resume compares with the checkpoint's."""
+    digest = hashlib.sha256()
+    for feature in train_data.features:
+        digest.update(repr(sorted(feature.items())).encode())
+    return digest.hexdigest()[:16]
+
+
+def agree_on_job(config: JobConfig, train_data, eval_data, digest: str) -> None:
+    """Every rank must run the same job on the same data (`digest`: data_digest of
+    train_data) with the same code."""
     import graddrop_dist
     from graddrop_dist.dist.agreement import raise_on_disagreement
     from graddrop_dist.mask import mask_code_version
 
-    digest = hashlib.sha256()
-    for feature in train_data.features:
-        digest.update(repr(sorted(feature.items())).encode())
     payload = {f"{section}.{key}": value for section, values in config.to_dict().items()
                for key, value in values.items()}
     payload.update({
         "training examples": len(train_data),
-        "training data digest": digest.hexdigest()[:16],
+        "training data digest": digest,
         "evaluation examples": {split: sum(len(d) for d in data.values())
                                 for split, data in eval_data.items()},
         "code versions": f"graddrop-dist {graddrop_dist.__version__} (mask "

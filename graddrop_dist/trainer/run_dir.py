@@ -36,6 +36,7 @@ from graddrop_dist.trainer.config import ConfigError, JobConfig, flatten
 # Fields a resumed run may change: how long it runs, how it reports and saves, timeouts.
 RESUMABLE_CHANGES = ("train.max_steps", "train.epochs", "train.eval_batch_size",
                      "output.checkpoint_every", "output.keep_checkpoints",
+                     "output.checkpoint_checksums",
                      "output.export_hf", "output.export_final", "output.report_to",
                      "output.min_free_gb", "backend.timeout_s", "model.cache_dir")
 RUN_FILE = "run.json"

@@ -20,6 +20,7 @@ class JobState:
     graddrop: dict | None = None  # GradDrop.state_dict()
     global_batch: int | None = None  # features per optimizer step, over all ranks
     metrics_records: int = 0  # lines of metrics.jsonl when this state was saved
+    data_digest: str | None = None  # of the encoded training features (rank_checks)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -81,11 +81,14 @@ def test_conflicting_deepspeed_json_fails_before_any_process_group(tiny_checkpoi
 
 
 def test_resume_on_another_global_batch_is_refused_clearly(tiny_checkpoint, tmp_path):
+    from graddrop_dist.trainer.manifest import write_manifest
+
     job = write_job(tmp_path, tiny_checkpoint, output={"checkpoint_every": 2})
     assert train_cli([str(job)], timeout=240).returncode == 0
     state = tmp_path / "run" / "checkpoints" / "step-00000004" / "trainer_state.json"
     saved = json.loads(state.read_text())
     state.write_text(json.dumps({**saved, "world_size": 4, "global_batch": 8}))
+    write_manifest(state.parent, checksums=True)  # as written by that run, not damaged
     result = train_cli([str(job), "--resume"], timeout=240)
     assert result.returncode == 2
     assert "was written by 4 ranks with a global batch of 8; this run has 1 ranks and a " \
@@ -245,10 +248,26 @@ def test_ranks_with_different_jobs_stop_before_the_first_step(tiny_checkpoint, t
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_a_failed_checkpoint_write_leaves_the_previous_one_latest(tiny_checkpoint, tmp_path,
-                                                                  monkeypatch):
+def disk_full(kind: str) -> BaseException:
+    """How a full disk reaches the checkpoint code: the OS error itself, torch.save's
+    RuntimeError, or torch.distributed.checkpoint's CheckpointException around it."""
     import errno
+    import traceback
 
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    oserror = OSError(errno.ENOSPC, "No space left on device")
+    if kind == "runtime":
+        return RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos "
+                            "8896 vs 8784: No space left on device")
+    if kind == "dcp":
+        return CheckpointException("save failed", {0: (oserror, traceback.StackSummary())})
+    return oserror
+
+
+@pytest.mark.parametrize("kind", ["oserror", "runtime", "dcp"])
+def test_a_failed_checkpoint_write_leaves_the_previous_one_latest(tiny_checkpoint, tmp_path,
+                                                                  monkeypatch, kind):
     import torch
 
     from graddrop_dist.trainer.job import run_job
@@ -261,7 +280,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_latest(tiny_checkpoin
     def save_until_disk_is_full(obj, path, *args, **kwargs):
         calls.append(str(path))
         if "step-00000004" in str(path):
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise disk_full(kind)
         return real_save(obj, path, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save_until_disk_is_full)
@@ -270,9 +289,11 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_latest(tiny_checkpoin
     assert "checkpoint at step 4 could not be written" in str(error.value)
     assert "No space left on device" in str(error.value)
     assert "the latest complete checkpoint is still step-00000002" in str(error.value)
+    assert "\n" not in str(error.value)
     checkpoints = tmp_path / "run" / "checkpoints"
     assert (checkpoints / "latest").read_text() == "step-00000002"
     assert not (checkpoints / "step-00000004").exists()
+    assert not (checkpoints / ".tmp-step-00000004").exists()  # the partial one removed
 
 
 def test_cli_flag_errors_are_one_line():

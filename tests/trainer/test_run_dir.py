@@ -4,7 +4,6 @@ job on the same directory is refused while the first holds its lock."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import subprocess
 import sys
@@ -58,6 +57,8 @@ def test_resume_needs_a_checkpoint_and_resume_or_start_does_not(tmp_path):
     ("train.micro_batch_size=4", "train.micro_batch_size (8 -> 4)"),
     ("train.seed=7", "train.seed (42 -> 7)"),
     ("graddrop.drop_rate=0.3", "graddrop.drop_rate (0.5 -> 0.3)"),
+    # a checkpoint read by another backend (ZeRO-3's by FSDP2): refused before any load
+    ("backend.name=fsdp2", "backend.name ('single' -> 'fsdp2')"),
 ])
 def test_resume_refuses_a_changed_job_naming_the_field(tmp_path, override, field):
     run_dir.claim(job(tmp_path), resume="no")
