@@ -77,11 +77,22 @@ def _task_folder(task: XGlueTask, data_dir: str | Path) -> Path:
 
 
 def read_file(task: XGlueTask, path: Path) -> list:
-    if task.kind == "token-classification":
-        return read_tagged(task, path)
-    if task.kind == "question-answering":
-        return read_squad(path)
-    return read_classification(task, path)
+    """The file's examples; DataFileError (one line naming it) when it is a directory,
+    not UTF-8 text, unparsable (xglue_files) or empty."""
+    if path.is_dir():
+        raise DataFileError(f"{path}: is a directory, expected a data file")
+    try:
+        if task.kind == "token-classification":
+            examples = read_tagged(task, path)
+        elif task.kind == "question-answering":
+            examples = read_squad(path)
+        else:
+            examples = read_classification(task, path)
+    except UnicodeDecodeError as error:
+        raise DataFileError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    if not examples:
+        raise DataFileError(f"{path}: no examples (the file is empty)")
+    return examples
 
 
 def _split_examples(task: XGlueTask, folder: Path, split: str, language: str) -> list | None:

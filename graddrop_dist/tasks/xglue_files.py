@@ -15,6 +15,11 @@ from graddrop_dist.tasks.base import Example, QAExample, TokenExample
 LABEL_ALIASES = {"xnli": {"contradictory": "contradiction"}}
 
 
+# csv's default field limit (128 KiB) is a traceback on a long passage: 1 GiB instead, and
+# the tokenizer truncates to model.max_length anyway.
+FIELD_LIMIT = 1 << 30
+
+
 class DataFileError(ValueError):
     """`file:line: what is wrong` (one line)."""
 
@@ -33,6 +38,16 @@ def _label(task, value: str | None, where: str) -> int | None:
 def _rows(path: Path, columns: int, header: bool):
     """(where, row) of a labelled file with `columns` columns, the label last; a file
     whose first row has one column fewer is unlabelled, and its rows end with None."""
+    csv.field_size_limit(max(csv.field_size_limit(), FIELD_LIMIT))
+    try:
+        yield from _checked_rows(path, columns, header)
+    except csv.Error as error:
+        raise DataFileError(f"{path}: {error}") from None
+    except UnicodeDecodeError as error:
+        raise DataFileError(f"{path}: not UTF-8 text (byte {error.start})") from None
+
+
+def _checked_rows(path: Path, columns: int, header: bool):
     width = None
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -53,6 +68,8 @@ def with_labels_from(task, train_file: Path):
     if task.labels or task.kind != "sequence-classification":
         return task
     categories = sorted({row[-1] for _, row in _rows(train_file, 3, header=False)})
+    if not categories:
+        raise DataFileError(f"{train_file}: no examples (the file is empty)")
     return replace(task, labels=tuple(categories))
 
 

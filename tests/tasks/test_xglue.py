@@ -162,3 +162,33 @@ def test_cluster_recipes_are_valid_jobs(name):
     assert config.train.evaluate == "selected"  # test sets once, on the selected epoch
     expected_length = {"pos": 128, "mlqa": 384}.get(name, 256)
     assert config.model.max_length == expected_length
+
+
+def _release_copy(tmp_path) -> Path:
+    shutil.copytree(FIXTURES, tmp_path / "xglue")
+    return tmp_path / "xglue" / "xglue_full_dataset" / "QAM"
+
+
+def test_a_long_line_loads_and_broken_files_are_one_line_each(tmp_path):
+    qam = _release_copy(tmp_path)
+    passage = "word " * 60_000  # 300 KB, past csv's default field limit
+    (qam / "xglue.qam.de.dev").write_text(f"question\t{passage}\t1\n")
+    task = load_xglue_local("qam", tmp_path / "xglue")
+    assert len(task.dev["de"][0].text_pair) == len(passage)
+    train = qam / "xglue.qam.en.train"
+    train.write_text("")
+    with pytest.raises(DataFileError, match=r"xglue.qam.en.train: no examples \(the file is "
+                                            r"empty\)$"):
+        load_xglue_local("qam", tmp_path / "xglue")
+    train.unlink()
+    train.mkdir()
+    with pytest.raises(DataFileError, match="xglue.qam.en.train: is a directory, expected a "
+                                            "data file$"):
+        load_xglue_local("qam", tmp_path / "xglue")
+    nc = tmp_path / "xglue" / "xglue_full_dataset" / "NC"
+    (nc / "xglue.nc.en.train").write_text("")
+    with pytest.raises(DataFileError, match=r"xglue.nc.en.train: no examples"):
+        load_xglue_local("nc", tmp_path / "xglue")
+    (nc / "xglue.nc.en.train").write_bytes(b"title\tbody\t\xff\xfe\n")
+    with pytest.raises(DataFileError, match=r"xglue.nc.en.train: not UTF-8 text"):
+        load_xglue_local("nc", tmp_path / "xglue")
