@@ -27,6 +27,9 @@ def parse_args(argv):
     parser.add_argument("--report-only", action="store_true",
                         help="start no run; report on the runs that finished")
     parser.add_argument("--report-dir", help="also write the report here (e.g. docs/study)")
+    parser.add_argument("--rerun-changed", action="store_true",
+                        help="run again, from scratch, the runs whose config changed since "
+                             "they ran (otherwise such stale runs stop the sweep)")
     return parser.parse_args(argv)
 
 
@@ -43,11 +46,32 @@ def report(sweep, directories: list[Path]) -> dict:
     return summary
 
 
+def run_sweep(sweep, tuning, args, echo) -> tuple[list, list]:
+    """Tuning runs, the choice, the study runs (none with --report-only): (runs, failed).
+    Raises StaleRuns when a run's config changed since it ran, unless --rerun-changed."""
+    from graddrop_dist.study.runner import execute, plan_runs, refuse_stale
+    from graddrop_dist.study.tuning import choose, write_choice
+
+    again = args.rerun_changed
+    if not again:
+        refuse_stale(tuning)
+    failed = [] if args.report_only or not tuning else \
+        execute(sweep, tuning, echo=echo, rerun_changed=again)
+    chosen = choose(sweep) if sweep.tune else {}
+    if sweep.tune and chosen is not None:
+        echo(f"tuning: each cell's choice in {write_choice(sweep, chosen)}")
+    runs = plan_runs(sweep, chosen) if chosen is not None else []
+    if not again:
+        refuse_stale(runs)
+    if not args.report_only and runs:
+        failed += execute(sweep, runs, echo=echo, rerun_changed=again)
+    return runs, failed
+
+
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from graddrop_dist.study.config import SweepError, load_sweep
-    from graddrop_dist.study.runner import execute, plan_runs, plan_tuning_runs, run_command
-    from graddrop_dist.study.tuning import choose, write_choice
+    from graddrop_dist.study.runner import StaleRuns, plan_runs, plan_tuning_runs, run_command
 
     try:
         sweep = load_sweep(args.sweep)
@@ -58,22 +82,22 @@ def main(argv=None) -> int:
     if args.dry_run:
         runs = plan_runs(sweep)
         for run in [*tuning, *runs]:
-            state = "done" if run.done else "resume" if run.resumable else "new"
+            state = "stale" if run.stale else "done" if run.done else \
+                "resume" if run.resumable else "new"
             print(f"{state:6s} {run.label}: {shlex.join(run_command(sweep, run))}")
         if sweep.tune and not runs:
             print(f"then {len(sweep.cells) * len(sweep.settings.seeds)} runs (cells x seeds), "
                   "each cell with the values its tuning chose")
         return 0
+
     def echo(text: str) -> None:
         print(text, flush=True)
 
-    failed = [] if args.report_only or not tuning else execute(sweep, tuning, echo=echo)
-    chosen = choose(sweep) if sweep.tune else {}
-    if sweep.tune and chosen is not None:
-        echo(f"tuning: each cell's choice in {write_choice(sweep, chosen)}")
-    runs = plan_runs(sweep, chosen) if chosen is not None else []
-    if not args.report_only and runs:
-        failed += execute(sweep, runs, echo=echo)
+    try:
+        runs, failed = run_sweep(sweep, tuning, args, echo)
+    except StaleRuns as error:
+        print(f"graddrop-sweep: error: {error}", file=sys.stderr)
+        return 2
     directories = [Path(sweep.settings.output_dir) / "report"]
     if args.report_dir:
         directories.append(Path(args.report_dir))

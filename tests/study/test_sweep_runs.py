@@ -89,6 +89,25 @@ def test_sweep_runs_reports_and_resumes(sweep_file, capsys):
     assert not (cut / "checkpoints").exists()
     assert (_run_dir(sweep_file, "full", 2) / "checkpoints").is_dir()
 
+    # The sweep's overrides change: every finished run is stale. The sweep stops in one
+    # line (no report of old numbers) until --rerun-changed runs them again from scratch.
+    capsys.readouterr()
+    sweep_file.write_text(yaml.safe_dump({**settings, "keep_checkpoints": False,
+                                          "overrides": ["train.lr=5e-4"]}, sort_keys=False))
+    assert main([str(sweep_file)]) == 2
+    assert "graddrop-sweep: error: 4 run(s) were made with another config than the sweep " \
+           "gives them now (full seed 1, " in capsys.readouterr().err
+    assert main([str(sweep_file), "--report-only"]) == 2
+    assert main([str(sweep_file), "--dry-run"]) == 0
+    assert capsys.readouterr().out.count("stale  ") == 4
+    assert main([str(sweep_file), "--rerun-changed"]) == 0
+    for cell, seed in runs:
+        run = _run_dir(sweep_file, cell, seed)
+        assert json.loads((run / "results.json").read_text())["config"]["train"]["lr"] == 5e-4
+        assert "--overwrite" in json.loads((run / "sweep_run.json").read_text())["command"]
+    assert main([str(sweep_file)]) == 0
+    assert "4 runs, 4 done already, 0 to run" in capsys.readouterr().out
+
 
 def test_failed_run_is_named_and_the_sweep_exits_1(sweep_file, capsys):
     settings = yaml.safe_load(sweep_file.read_text())
