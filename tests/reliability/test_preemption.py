@@ -77,17 +77,27 @@ def fake_slurm(bin_dir: Path, log: Path) -> None:
         (bin_dir / name).chmod(stat.S_IRWXU)
 
 
-@pytest.mark.distributed
-def test_sbatch_job_stopped_by_sigusr1_requeues_and_finishes_bit_for_bit(tiny_checkpoint,
-                                                                        tmp_path):
-    backend = {"backend": {"name": "fsdp2"}}
-    whole = write_job(tmp_path / "whole.yaml", tiny_checkpoint, tmp_path / "whole", **backend)
-    torchrun = [sys.executable, "-m", "graddrop_launcher.torchrun", "--standalone",
-                "--nproc_per_node", "2", "-m", "graddrop_dist.trainer"]
-    reference = run([*torchrun, str(whole)])
-    assert reference.returncode == 0, reference.stderr[-3000:]
+TORCHRUN = [sys.executable, "-m", "graddrop_launcher.torchrun", "--standalone",
+            "--nproc_per_node", "2", "-m", "graddrop_dist.trainer"]
+FSDP2 = {"backend": {"name": "fsdp2"}}
 
-    job = write_job(tmp_path / "job.yaml", tiny_checkpoint, tmp_path / "cut", **backend)
+
+@pytest.fixture(scope="module")
+def uninterrupted_fsdp2_run(tiny_checkpoint, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("whole")
+    job = write_job(folder / "whole.yaml", tiny_checkpoint, folder / "run", **FSDP2)
+    reference = run([*TORCHRUN, str(job)])
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    return folder / "run"
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGUSR1"])
+def test_sbatch_job_stopped_by_a_signal_requeues_and_finishes_bit_for_bit(
+        tiny_checkpoint, tmp_path, uninterrupted_fsdp2_run, signal_name):
+    """SIGTERM: Slurm preempting the job; SIGUSR1: its warning ahead of the time limit.
+    Either reaches torchrun's agent, which forwards it to both ranks mid-epoch."""
+    job = write_job(tmp_path / "job.yaml", tiny_checkpoint, tmp_path / "cut", **FSDP2)
     requeues = tmp_path / "requeues.log"
     fake_slurm(tmp_path / "bin", requeues)
     env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "SLURM_JOB_ID": "77",
@@ -99,17 +109,17 @@ def test_sbatch_job_stopped_by_sigusr1_requeues_and_finishes_bit_for_bit(tiny_ch
     assert submitted.returncode == 0 and "Submitted batch job 77" in submitted.stdout
     script = tmp_path / "graddrop.sbatch"
     assert "#SBATCH --signal=USR1@60" in script.read_text()
-    # The agent gets SIGUSR1 before step 3 (Slurm's warning ahead of the time limit).
-    first = run(["bash", str(script)], fault="signal:3:SIGUSR1:launcher", cwd=tmp_path, **env)
+    first = run(["bash", str(script)], fault=f"signal:3:{signal_name}:launcher", cwd=tmp_path,
+                **env)
     assert first.returncode == 143, first.stderr[-4000:]
     assert requeues.read_text() == "requeue 77\n"
-    assert "graddrop-train: stopped by SIGUSR1 after step" in first.stderr
-    assert "graddrop-torchrun: SIGUSR1: forwarded to the ranks" in first.stderr
+    assert f"graddrop-train: stopped by {signal_name} after step" in first.stderr
+    assert f"graddrop-torchrun: {signal_name}: forwarded to the ranks" in first.stderr
     # Requeued, the same script continues the run (--resume-or-start) to the same model.
     second = run(["bash", str(script)], cwd=tmp_path, **env)
     assert second.returncode == 0, second.stderr[-4000:]
     assert requeues.read_text() == "requeue 77\n"
-    assert_same_model(tmp_path / "whole", tmp_path / "cut")
+    assert_same_model(uninterrupted_fsdp2_run, tmp_path / "cut")
 
 
 @pytest.mark.distributed
