@@ -23,7 +23,7 @@ PYTEST_ARGS ?=
 # https://download.pytorch.org/whl/cpu gives the CPU build (the CPU image sets it).
 TORCH_INDEX ?=
 
-.PHONY: setup demo test test-all bench gpu-check study clean
+.PHONY: setup demo test test-all bench bench-slow-link gpu-check study clean
 
 setup: $(STAMP)
 
@@ -66,6 +66,12 @@ bench: $(STAMP) $(UNICODE_DATA)
 	$(PY) benchmarks/communication_bytes.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/eval_batching.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bf16_cpu.py
+
+# Two ranks in two network namespaces over a veth pair shaped by tc tbf (unshaped, 1
+# Gbit/s, 100 Mbit/s): step time of compacted over dense GradDrop (docs/SCALING.md
+# predicts it). Needs root; creates and always removes its namespaces (about 10 minutes).
+bench-slow-link: $(STAMP)
+	$(PY) benchmarks/slow_link.py --links none,1gbit,100mbit
 
 # Everything that needs a CUDA GPU, under 5 minutes on one (benchmarks/gpu_check.py): the
 # mask kernel's bits and throughput, the main job on every backend in bf16 and fp16 under

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from contextlib import contextmanager
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -25,6 +26,37 @@ from graddrop_dist.dist.local_ranks import run_ranks  # noqa: E402
 
 
 COLLECTIVES = ("all_reduce", "reduce_scatter_single")
+
+
+@contextmanager
+def counted_collectives(setup):
+    """Yields a list that collects the bytes each gradient collective is handed while the
+    block runs (DDP's reducer routed through Python so that it can be counted)."""
+    if setup.name == "ddp":
+        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+        if not setup.model._comm_hooks:
+            setup.model.register_comm_hook(None, allreduce_hook)
+    sent: list[int] = []
+    originals = {name: getattr(dist, name) for name in COLLECTIVES}
+
+    def counting(name):
+        def collective(*args, **kwargs):
+            if name == "reduce_scatter_single":  # (output, input, ...): count the input
+                tensor = kwargs["input"] if "input" in kwargs else args[1]
+            else:
+                tensor = kwargs["tensor"] if "tensor" in kwargs else args[0]
+            sent.append(tensor.numel() * tensor.element_size())
+            return originals[name](*args, **kwargs)
+        return collective
+
+    for name in COLLECTIVES:
+        setattr(dist, name, counting(name))
+    try:
+        yield sent
+    finally:
+        for name, original in originals.items():
+            setattr(dist, name, original)
 
 
 def count_bytes(rank, world_size, backend, rate, compact, steps, granularity):
@@ -41,35 +73,12 @@ def count_bytes(rank, world_size, backend, rate, compact, steps, granularity):
                  settings=TrainSettings(lr=1e-5))
     setup.attach(GradDrop(GradDropConfig(drop_rate=rate, compact=compact,
                                          granularity=granularity)))
-    if backend == "ddp":  # route DDP's C++ reducer through Python, where it is counted
-        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
-
-        if not setup.model._comm_hooks:
-            setup.model.register_comm_hook(None, allreduce_hook)
-    sent = []
-    originals = {name: getattr(dist, name) for name in COLLECTIVES}
-
-    def counting(name):
-        def collective(*args, **kwargs):
-            if name == "reduce_scatter_single":  # (output, input, ...): count the input
-                tensor = kwargs["input"] if "input" in kwargs else args[1]
-            else:
-                tensor = kwargs["tensor"] if "tensor" in kwargs else args[0]
-            sent.append(tensor.numel() * tensor.element_size())
-            return originals[name](*args, **kwargs)
-        return collective
-
-    for name in COLLECTIVES:
-        setattr(dist, name, counting(name))
     generator = torch.Generator().manual_seed(rank)
-    try:
+    with counted_collectives(setup) as sent:
         for _ in range(steps):
             batch = {"input_ids": torch.randint(3, 8000, (4, 64), generator=generator),
                      "labels": torch.randint(0, 4, (4,), generator=generator)}
             setup.train_step([batch])
-    finally:
-        for name, original in originals.items():
-            setattr(dist, name, original)
     setup.close()
     return sum(sent) / steps, head / total
 
