@@ -5,7 +5,8 @@ resume loads anything. A file truncated by a full disk or a failed copy, a shard
 went missing, or random bytes written over a shard then name themselves in one line
 instead of surfacing as a traceback deep inside torch or DeepSpeed, or worse, as NaN in
 a model that loaded "fine". Sizes are always compared; checksums when
-output.checkpoint_checksums is on (the default: SHA-256 reads at about 1-2 GB/s).
+output.checkpoint_checksums is on (the default; SHA-256 runs at about 0.85 GB/s per core
+on a 2023 server CPU, and 4 threads share the files).
 """
 
 from __future__ import annotations
