@@ -57,7 +57,8 @@ test-all: $(STAMP) $(UNICODE_DATA)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Every CPU benchmark of benchmarks/RESULTS.md, each printing ratios against its own
-# baseline run side by side (about 15 minutes on 2 cores; needs an otherwise idle machine).
+# baseline run side by side (about 20 minutes on 2 cores; needs an otherwise idle machine
+# and, for XLM-R-Large on two ranks, 16 GiB free).
 bench: $(STAMP) $(UNICODE_DATA)
 	OMP_NUM_THREADS=2 $(PY) benchmarks/mask_throughput.py
 	$(PY) benchmarks/backend_overhead.py
@@ -66,6 +67,7 @@ bench: $(STAMP) $(UNICODE_DATA)
 	$(PY) benchmarks/communication_bytes.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/eval_batching.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bf16_cpu.py
+	$(PY) benchmarks/xlmr_large_cpu.py
 
 # Two ranks in two network namespaces over a veth pair shaped by tc tbf (unshaped, 1
 # Gbit/s, 100 Mbit/s): step time of compacted over dense GradDrop (docs/SCALING.md
