@@ -13,7 +13,7 @@ from tiny_models import fixed_batches, tiny_xlmr
 
 STEPS = 3
 ACCUM = 2
-GLOBAL_MICRO_BATCH = 4  # examples per micro-batch summed over ranks
+GLOBAL_MICRO_BATCH = 8  # examples per micro-batch summed over ranks (1 each on 8 ranks)
 LR = 1e-3
 DS_CONFIGS = Path(__file__).resolve().parents[2] / "ds_configs"
 

@@ -53,9 +53,10 @@ class TestWorldSizeInvariance(DistributedTest):
         ("ddp", 1), ("ddp", 4), ("ddp-compact", 4), ("fsdp1-full", 1), ("fsdp1-full", 4),
         ("fsdp1-full-compact", 4), ("fsdp1-no-shard-compact", 4), ("fsdp2", 1), ("fsdp2", 4),
         ("fsdp2-compact", 4),
-        ("zero3", 1), ("zero3", 4)])
-    def test_one_two_and_four_ranks_agree(self, backend, world_size):
-        # 2 ranks are covered by the class above, against the same reference.
+        ("zero3", 1), ("zero3", 4), ("fsdp2", 8), ("zero3", 8)])
+    def test_one_two_four_and_eight_ranks_agree(self, backend, world_size):
+        # 2 ranks are covered by the class above, against the same reference; 8 ranks get
+        # one example of each micro-batch each.
         results = self.run(train_cases, backend, self.case, world_size=world_size)
         assert_matches_reference(self.case, results)
 
