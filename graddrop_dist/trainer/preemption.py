@@ -13,6 +13,7 @@ for bit as if nothing had happened.
 from __future__ import annotations
 
 import signal
+import threading
 
 import torch
 import torch.distributed as dist
@@ -36,8 +37,11 @@ class StopRequests:
         self._previous = {}
 
     def install(self) -> StopRequests:
-        for signum in STOP_SIGNALS:
-            self._previous[signum] = signal.signal(signum, self._note)
+        """Only from the main thread (Python's rule for handlers); a job run from another
+        thread keeps the default actions and agrees on "no signal" every step."""
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._note)
         return self
 
     def uninstall(self) -> None:

@@ -150,3 +150,24 @@ def test_sigusr1_is_forwarded_unless_the_user_chose_the_signals():
     assert with_forwarded_signals(["--standalone"])[0].endswith("SIGQUIT,SIGUSR1")
     chosen = ["--signals-to-handle=SIGTERM", "--standalone"]
     assert with_forwarded_signals(chosen) == chosen
+
+
+def test_stop_requests_note_a_signal_and_leave_other_threads_alone():
+    import signal
+    import threading
+
+    from graddrop_dist.trainer.preemption import StopRequests
+
+    requests = StopRequests(torch.device("cpu")).install()
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert requests.agreed() == signal.SIGUSR1  # no process group: this rank's own
+    finally:
+        requests.uninstall()
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
+    elsewhere = []
+    thread = threading.Thread(target=lambda: elsewhere.append(
+        StopRequests(torch.device("cpu")).install()))
+    thread.start()
+    thread.join()
+    assert elsewhere[0]._previous == {}  # no handler from a non-main thread, no error
