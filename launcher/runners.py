@@ -12,12 +12,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from graddrop_dist.trainer.preemption import PREEMPTED_EXIT
 from graddrop_launcher.hostfile import LaunchError
 
 TRAINER = ["-m", "graddrop_dist.trainer"]
 # torchrun with the ranks' exit status (2: bad job, 143: preempted) and SIGUSR1 forwarded.
 TORCHRUN = "graddrop_launcher.torchrun"
-PREEMPTED_EXIT = 143
 LOCAL_NAMES = {"localhost", "127.0.0.1", os.uname().nodename}
 # Variables every rank needs, forwarded by runners that do not inherit the environment.
 # DS_ACCELERATOR is not among them: graddrop-train sets it on each node from the device it

@@ -19,8 +19,8 @@ import os
 import signal
 import sys
 
-PREEMPTED_EXIT = 143  # graddrop_dist.trainer.preemption.PREEMPTED_EXIT
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+from graddrop_dist.trainer.preemption import PREEMPTED_EXIT, STOP_SIGNALS
+
 FORWARDED_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
 
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from graddrop_dist.tasks.base import TaskData
-from graddrop_dist.tasks.xglue_files import (DataFileError, read_classification, read_squad,
-                                             read_tagged, read_xnli_original, with_labels_from)
+from graddrop_dist.tasks.xglue_files import (DataFileError, not_utf8, read_classification,
+                                             read_squad, read_tagged, read_xnli_original,
+                                             with_labels_from)
 
 NER_TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 POS_TAGS = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
@@ -88,8 +89,8 @@ def read_file(task: XGlueTask, path: Path) -> list:
             examples = read_squad(path)
         else:
             examples = read_classification(task, path)
-    except UnicodeDecodeError as error:
-        raise DataFileError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except UnicodeDecodeError as error:  # the tagged and SQuAD readers (CSV: _rows)
+        raise not_utf8(path, error) from None
     if not examples:
         raise DataFileError(f"{path}: no examples (the file is empty)")
     return examples

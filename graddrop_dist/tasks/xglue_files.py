@@ -35,6 +35,10 @@ def _label(task, value: str | None, where: str) -> int | None:
                             f"{', '.join(task.labels)}") from None
 
 
+def not_utf8(path: Path, error: UnicodeDecodeError) -> DataFileError:
+    return DataFileError(f"{path}: not UTF-8 text (byte {error.start})")
+
+
 def _rows(path: Path, columns: int, header: bool):
     """(where, row) of a labelled file with `columns` columns, the label last; a file
     whose first row has one column fewer is unlabelled, and its rows end with None."""
@@ -44,7 +48,7 @@ def _rows(path: Path, columns: int, header: bool):
     except csv.Error as error:
         raise DataFileError(f"{path}: {error}") from None
     except UnicodeDecodeError as error:
-        raise DataFileError(f"{path}: not UTF-8 text (byte {error.start})") from None
+        raise not_utf8(path, error) from None
 
 
 def _checked_rows(path: Path, columns: int, header: bool):

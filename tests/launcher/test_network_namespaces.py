@@ -7,36 +7,23 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from test_real_launches import LAUNCH_TIMEOUT, assert_ranks_agreed, free_port, write_job
 
-
-def ip(*args, namespace: str | None = None) -> None:
-    prefix = ["ip", "netns", "exec", namespace] if namespace else []
-    subprocess.run([*prefix, "ip", *args], check=True, capture_output=True, timeout=30)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from slow_link import shaped_link  # noqa: E402
 
 
 @pytest.fixture
 def two_hosts():
-    """[(namespace, interface, address)] for two namespaces on one veth pair."""
-    tag = f"gd{os.getpid() % 100000}"
-    hosts = [(f"{tag}a", f"{tag}va", "10.213.77.1"), (f"{tag}b", f"{tag}vb", "10.213.77.2")]
-    try:
-        for namespace, _, _ in hosts:
-            ip("netns", "add", namespace)
-        ip("link", "add", hosts[0][1], "type", "veth", "peer", "name", hosts[1][1])
-        for namespace, interface, address in hosts:
-            ip("link", "set", interface, "netns", namespace)
-            ip("addr", "add", f"{address}/30", "dev", interface, namespace=namespace)
-            ip("link", "set", interface, "up", namespace=namespace)
-            ip("link", "set", "lo", "up", namespace=namespace)
+    """[(namespace, interface, address)] for two namespaces on one unshaped veth pair:
+    the slow-link benchmark's own setup, removed on exit."""
+    with shaped_link("none") as hosts:
         yield hosts
-    finally:
-        for namespace, _, _ in hosts:  # removing a namespace removes its veth end
-            subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=30)
 
 
 @pytest.mark.distributed
