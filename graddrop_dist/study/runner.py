@@ -12,7 +12,6 @@ run's output goes to <run dir>/run.log; a failed run is reported and the others 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -64,15 +63,13 @@ class Run:
 
 
 def fingerprint(sweep: Sweep, cell: Cell, seed: int, overrides) -> str:
-    """16 hex digits for every field of the run's job config but its output.dir."""
-    from graddrop_dist.trainer.config import flatten
+    """The run directory's digest of the run's job config, over every field but its
+    output.dir (epochs and the like too: they change a sweep's numbers)."""
     from graddrop_dist.trainer.config_file import load_job_config
+    from graddrop_dist.trainer.run_dir import digest
 
-    config = load_job_config(sweep.settings.job, [*sweep.job_overrides(cell, seed),
-                                                  *overrides])
-    fields = {k: v for k, v in flatten(config.to_dict()) if k != "output.dir"}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()) \
-        .hexdigest()[:16]
+    return digest(load_job_config(sweep.settings.job, [*sweep.job_overrides(cell, seed),
+                                                       *overrides]), ignore=())
 
 
 def planned(sweep: Sweep, cell: Cell, seed: int, directory: Path, overrides=(),

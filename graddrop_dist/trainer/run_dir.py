@@ -47,9 +47,11 @@ def flat_config(config: JobConfig) -> dict:
     return dict(flatten(config.to_dict()))
 
 
-def digest(config: JobConfig) -> str:
+def digest(config: JobConfig, ignore=RESUMABLE_CHANGES) -> str:
+    """16 hex digits for every field but output.dir and `ignore` (by default the fields a
+    resume may change: what decides the results)."""
     decisive = {k: v for k, v in flat_config(config).items()
-                if k not in RESUMABLE_CHANGES and k != "output.dir"}
+                if k not in ignore and k != "output.dir"}
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
 
 
