@@ -26,7 +26,8 @@ class MetricsLog:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "metrics.jsonl"
         self.jsonl = open(self.path, "a", encoding="utf-8")
-        self.records = sum(1 for _ in open(self.path, encoding="utf-8"))
+        with open(self.path, encoding="utf-8") as logged:  # a resumed run's earlier lines
+            self.records = sum(1 for _ in logged)
         self.trackers = start_trackers(report_to, directory, config or {})
 
     def log(self, step: int, **values) -> None:
