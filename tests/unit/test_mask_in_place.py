@@ -1,0 +1,93 @@
+"""The tensor-hook adapters mask a fresh gradient in place, in `param.grad` itself, so
+XLM-R-Large's 1 GB embedding gradient is not copied; a gradient that autograd hands to
+two parameters, one already accumulated, or one kept for a second derivative is masked
+in a copy, and every case gives the masked gradient exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from graddrop_dist import GradDrop, GradDropConfig
+
+
+class TwoInputs(torch.nn.Module):
+    """`a + b`: autograd hands one gradient tensor to both parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = torch.nn.Embedding(64, 32)
+        self.a = torch.nn.Parameter(torch.randn(16, 32))
+        self.b = torch.nn.Parameter(torch.randn(16, 32))
+
+    def forward(self, tokens, weight):
+        return ((self.embedding(tokens) + self.a + self.b) * weight).sum()
+
+
+def _attach(model):
+    config = GradDropConfig(drop_rate=0.5, seed=3, rescale=True)
+    return GradDrop(config).attach(model, torch.optim.SGD(model.parameters(), lr=0.1))
+
+
+def _expected(model, graddrop, tokens, weight):
+    """The masked gradients, from an unmasked backward of the same model."""
+    graddrop.detach()
+    model.zero_grad(set_to_none=True)
+    model(tokens, weight).backward()
+    raw = {name: param.grad.clone() for name, param in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    graddrop.attach(model)
+    return {name: torch.where(graddrop.keep_mask(name), raw[name] * 2.0, 0.0)
+            for name in raw}
+
+
+def _inputs():
+    generator = torch.Generator().manual_seed(0)
+    return (torch.randint(0, 64, (16,), generator=generator),
+            torch.randn(16, 32, generator=generator))
+
+
+def test_a_fresh_gradient_is_masked_in_the_tensor_autograd_made():
+    torch.manual_seed(0)
+    model = TwoInputs()
+    arrived = {}
+
+    def note_pointer(grad):  # registered first: sees the tensor autograd made
+        arrived["pointer"] = grad.data_ptr()
+
+    model.embedding.weight.register_hook(note_pointer)
+    graddrop = _attach(model)
+    expected = _expected(model, graddrop, *_inputs())
+    arrived.clear()
+    model(*_inputs()).backward()
+    grad = model.embedding.weight.grad
+    assert grad.data_ptr() == arrived["pointer"]  # no second embedding-sized tensor
+    torch.testing.assert_close(grad, expected["embedding.weight"], rtol=0, atol=0)
+
+
+def test_one_gradient_shared_by_two_parameters_gets_each_its_own_mask():
+    torch.manual_seed(0)
+    model = TwoInputs()
+    graddrop = _attach(model)
+    expected = _expected(model, graddrop, *_inputs())
+    assert not torch.equal(graddrop.keep_mask("a"), graddrop.keep_mask("b"))
+    model(*_inputs()).backward()
+    for name, param in model.named_parameters():
+        assert torch.equal(param.grad, expected[name]), name
+
+
+@pytest.mark.parametrize("case", ["accumulated", "create_graph"])
+def test_the_copy_path_still_masks_exactly(case):
+    torch.manual_seed(0)
+    model = TwoInputs()
+    graddrop = _attach(model)
+    expected = _expected(model, graddrop, *_inputs())
+    if case == "accumulated":  # a second micro-batch adds to the masked first one
+        model(*_inputs()).backward()
+        model(*_inputs()).backward()
+        expected = {name: grad * 2 for name, grad in expected.items()}
+    else:
+        model(*_inputs()).backward(create_graph=True)
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param.grad.detach(), expected[name], rtol=1e-6,
+                                   atol=0), name
