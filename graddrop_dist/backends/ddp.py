@@ -1,7 +1,8 @@
 """DDP: mask each bucket in a communication hook, in place, right before its all-reduce.
 
-The bucket is DDP's own flat buffer, so masking it in place allocates nothing (a tensor
-hook must return a new tensor instead). With `no_sync()` accumulation the hook sees the
+The bucket is DDP's own flat buffer, so masking it in place allocates nothing. DDP cannot
+unregister a hook: detach() turns it into the plain all-reduce, and a later attach()
+re-arms it (dense or compacted), so GradDrop can be switched off and on again. With `no_sync()` accumulation the hook sees the
 accumulated gradient once, on the synchronising micro-batch; the mask is linear and
 shared by all micro-batches of the step, so that is the same as masking each one.
 
@@ -33,6 +34,14 @@ class DDPAdapter(TensorHookAdapter):
         return self.model.process_group
 
     def install_masking(self) -> None:
+        names = {id(param): canonical_name(name) for name, param in self.named_parameters()}
+        earlier = [state for _, state in self.model._comm_hooks
+                   if isinstance(state, _BucketMasking)]
+        if earlier:  # a detached GradDrop's hook (DDP cannot unregister one): re-arm it
+            self.mode = "comm hook"
+            earlier[0].arm(self.source, names)
+            self._handles.append(earlier[0])
+            return
         if self.model._comm_hooks:  # DDP keeps the hooks it was given here
             if self.source.compact:
                 raise ValueError("graddrop.compact: this DDP model already has a "
@@ -42,32 +51,37 @@ class DDPAdapter(TensorHookAdapter):
             super().install_masking()
             return
         self.mode = "comm hook"
-        names = {id(param): canonical_name(name) for name, param in self.named_parameters()}
-        state = _BucketMasking(self.source, names, self.model.process_group)
-        hook = _compact_allreduce if self.source.compact else _mask_bucket_then_allreduce
-        self.model.register_comm_hook(state, hook)
+        state = _BucketMasking(self.model.process_group)
+        state.arm(self.source, names)
+        self.model.register_comm_hook(state, _graddrop_allreduce)
         # DDP cannot unregister a comm hook: detach() turns it into the plain all-reduce.
         self._handles.append(state)
 
 
 class _BucketMasking:
-    def __init__(self, source, names, process_group) -> None:
-        self.source = source
-        self.names = names
+    def __init__(self, process_group) -> None:
         self.process_group = process_group
-        self.active = True
+        self.source = None
+        self.names: dict[int, str] = {}
+        self.active = False
+
+    def arm(self, source, names: dict[int, str]) -> None:
+        self.source, self.names, self.active = source, names, True
 
     def remove(self) -> None:
         self.active = False
 
 
-def _mask_bucket_then_allreduce(state: _BucketMasking, bucket):
-    if state.active:
-        for param, grad in zip(bucket.parameters(), bucket.gradients()):
-            spec = state.source.spec(state.names[id(param)])
-            if spec is not None:
-                flat = grad.view(-1)
-                dispatch.apply_mask(spec, flat, out=flat)
+def _graddrop_allreduce(state: _BucketMasking, bucket):
+    if not state.active:
+        return allreduce_hook(state.process_group, bucket)
+    if state.source.compact:
+        return _compact_allreduce(state, bucket)
+    for param, grad in zip(bucket.parameters(), bucket.gradients()):
+        spec = state.source.spec(state.names[id(param)])
+        if spec is not None:
+            flat = grad.view(-1)
+            dispatch.apply_mask(spec, flat, out=flat)
     return allreduce_hook(state.process_group, bucket)
 
 
@@ -75,8 +89,6 @@ def _compact_allreduce(state: _BucketMasking, bucket):
     """All-reduce only the kept elements: every rank draws the same mask, so every rank
     packs the same positions, and the reduced values are scattered back into the bucket.
     Dropped elements never travel; the result equals masking then reducing densely."""
-    if not state.active:
-        return allreduce_hook(state.process_group, bucket)
     buffer = bucket.buffer()
     pairs = [(grad.view(-1), kept(state.source.spec(state.names[id(param)]), 0, grad.numel()))
              for param, grad in zip(bucket.parameters(), bucket.gradients())]

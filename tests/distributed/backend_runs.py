@@ -62,13 +62,20 @@ def attach(run: Backend, graddrop: GradDrop) -> GradDrop:
     return run.attach(graddrop, steps_per_epoch=1)
 
 
-def train_cases(rank, world_size, backend, cases, sabotage=None, verify_every=0):
-    """Train every case on `backend`; return [(parameters, masks)] (parameters on rank 0)."""
+def train_cases(rank, world_size, backend, cases, sabotage=None, verify_every=0,
+                reattach=False):
+    """Train every case on `backend`; return [(parameters, masks)] (parameters on rank 0).
+    reattach: attach GradDrop, detach it, and attach another before training."""
     results = []
     for case in cases:
         run = setup(backend, world_size)
-        graddrop = attach(run, GradDrop(graddrop_config(case).replace(
-            verify_every=verify_every, compact=backend.endswith("-compact"))))
+        config = graddrop_config(case).replace(verify_every=verify_every,
+                                               compact=backend.endswith("-compact"))
+        if reattach:
+            attach(run, GradDrop(config)).detach()
+        graddrop = attach(run, GradDrop(config))
+        if reattach and backend.startswith("ddp"):  # still masking in DDP's buckets
+            assert graddrop._adapter.mode == "comm hook"
         if sabotage == "seed":  # bypass agreement: every rank draws its own masks
             graddrop.config = graddrop.config.replace(seed=1000 + rank)
         elif sabotage == "rng":

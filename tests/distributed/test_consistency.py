@@ -45,6 +45,21 @@ class TestEveryBackendMatchesOneProcess(DistributedTest):
 
 
 @pytest.mark.distributed
+class TestDetachedAndAttachedAgain(DistributedTest):
+    """A wrapped model keeps no trace of a detached GradDrop: the next one masks the same
+    bits (DDP re-arms its communication hook, which it cannot unregister)."""
+
+    timeout = 240
+    case = [MASKED_CASES[1]]
+
+    @pytest.mark.parametrize("backend", ["ddp", "ddp-compact", "fsdp1-full-compact",
+                                         "fsdp2-compact", "zero3"])
+    def test_the_second_graddrop_equals_single_process(self, backend):
+        results = self.run(train_cases, backend, self.case, None, 0, True)  # reattach
+        assert_matches_reference(self.case, results)
+
+
+@pytest.mark.distributed
 class TestWorldSizeInvariance(DistributedTest):
     timeout = 240
     case = [MASKED_CASES[1]]  # graddrop, rescale on
