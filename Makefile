@@ -23,7 +23,7 @@ PYTEST_ARGS ?=
 # https://download.pytorch.org/whl/cpu gives the CPU build (the CPU image sets it).
 TORCH_INDEX ?=
 
-.PHONY: setup demo test test-all bench bench-slow-link gpu-check study clean
+.PHONY: setup demo test test-all bench bench-check bench-slow-link gpu-check study clean
 
 setup: $(STAMP)
 
@@ -57,17 +57,21 @@ test-all: $(STAMP) $(UNICODE_DATA)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Every CPU benchmark of benchmarks/RESULTS.md, each printing ratios against its own
-# baseline run side by side (about 20 minutes on 2 cores; needs an otherwise idle machine
-# and, for XLM-R-Large on two ranks, 16 GiB free).
+# baseline measured in alternating pairs, with 95% intervals (about 35 minutes on 2 cores;
+# XLM-R-Large on two ranks needs 19 GiB free).
 bench: $(STAMP) $(UNICODE_DATA)
 	OMP_NUM_THREADS=2 $(PY) benchmarks/mask_throughput.py
 	$(PY) benchmarks/backend_overhead.py
 	$(PY) benchmarks/backend_overhead.py --compact --backends ddp,fsdp1,fsdp2
-	$(PY) benchmarks/peak_memory.py
 	$(PY) benchmarks/communication_bytes.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/eval_batching.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bf16_cpu.py
 	$(PY) benchmarks/xlmr_large_cpu.py
+
+# The regression gate: short paired versions of the benchmarks above (about 2 minutes on
+# 2 cores); fails when a ratio's whole 95% interval lies past its goal.
+bench-check: $(STAMP)
+	$(PY) benchmarks/bench_check.py
 
 # Two ranks in two network namespaces over a veth pair shaped by tc tbf (unshaped, 1
 # Gbit/s, 100 Mbit/s): step time of compacted over dense GradDrop (docs/SCALING.md

@@ -1,11 +1,20 @@
-"""Step time with GradDrop vs without, per backend, on 2 local CPU ranks (gloo).
+"""Step time and peak memory with GradDrop vs without, per backend, on 2 local CPU ranks
+(gloo), measured in pairs on the same wrapped model.
 
-    python benchmarks/backend_overhead.py [--steps 8] [--hidden 256] [--layers 4]
+    python benchmarks/backend_overhead.py [--pairs 40] [--warmup 3] [--backends ddp,...]
 
-In the same ranks and the same run: baseline steps, GradDrop steps, baseline again; the
-ratio is GradDrop's median over the mean of the two baseline medians (so drift during
-the run does not favour either side). Model: a random XLM-R classifier (embeddings
-masked too), batch 8 x 64 tokens per rank, AdamW, gradient accumulation 1.
+Each rank builds the model once. GradDrop (p = 0.5) is attached for one step and
+detached for the next, the order alternating pair by pair (benchmarks/paired.py), after
+--warmup unrecorded steps of each. Per pair: the step-time ratio (the slower rank's time:
+the ranks meet in every collective) and the peak-memory ratio, where a step's peak is the
+resident set's high-water mark during the step (reset before it) less the resident set
+the rank had before the model was built. Reported: the medians with 95% bootstrap
+intervals over pairs. Goals: step time <= 1.05, peak memory <= 1.02.
+
+DDP cannot unregister a communication hook: from the first attach on, its steps without
+GradDrop run through the detached GradDrop's hook, which is the plain all-reduce.
+Model: a random XLM-R classifier (embeddings masked too), batch 8 x 64 tokens per rank,
+AdamW, gradient accumulation 1.
 """
 
 from __future__ import annotations
@@ -13,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -23,11 +31,13 @@ import torch  # noqa: E402
 from graddrop_dist import GradDrop, GradDropConfig  # noqa: E402
 from graddrop_dist.parallel import TrainSettings, wrap  # noqa: E402
 from graddrop_dist.dist.local_ranks import run_ranks  # noqa: E402
+from paired import Goal, alternate, ratio_interval, resident_kib, timed_with_peak  # noqa: E402
 
 DS_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ds_configs")
 BACKENDS = {"ddp": ("ddp", {}), "fsdp1": ("fsdp1", {}), "fsdp2": ("fsdp2", {}),
             "zero1": ("deepspeed", {"stage": 1}), "zero2": ("deepspeed", {"stage": 2}),
             "zero3": ("deepspeed", {"stage": 3})}  # ds_configs/zero<stage>.json
+STEP_GOAL, MEMORY_GOAL = 1.05, 1.02
 
 
 def build(name, hidden, layers, vocab):
@@ -46,15 +56,6 @@ def build(name, hidden, layers, vocab):
                 settings=TrainSettings(micro_batch_size=8, lr=1e-5), **extra)
 
 
-def timed_steps(setup, batch, steps):
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        setup.train_step([batch])
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def random_batch(rank: int, vocab: int) -> dict:
     """This rank's batch: 8 sequences of 64 tokens, 4 labels."""
     generator = torch.Generator().manual_seed(rank)
@@ -62,48 +63,69 @@ def random_batch(rank: int, vocab: int) -> dict:
             "labels": torch.randint(0, 4, (8,), generator=generator)}
 
 
-def model_arguments(parser: argparse.ArgumentParser, steps: int) -> None:
-    """The options both CPU step benchmarks share (this one and peak_memory.py)."""
-    parser.add_argument("--steps", type=int, default=steps)
+def measure(rank, world_size, name, pairs, warmup, hidden, layers, vocab, compact=False):
+    """This rank's ([(seconds, peak KiB) without], [... with]) in pair order."""
+    before_model = resident_kib()
+    setup = build(name, hidden, layers, vocab)
+    batch = random_batch(rank, vocab)
+    graddrop = GradDrop(GradDropConfig(method="graddrop", drop_rate=0.5, compact=compact))
+
+    def step(with_graddrop: bool) -> tuple[float, int]:
+        if with_graddrop:
+            setup.attach(graddrop)  # outside the timed step: the seed agreement
+        seconds, peak = timed_with_peak(lambda: setup.train_step([batch]))
+        if with_graddrop:
+            graddrop.detach()
+        return seconds, peak - before_model
+
+    result = alternate(lambda: step(False), lambda: step(True), pairs, warmup)
+    setup.close()
+    return result
+
+
+def overhead(name: str, pairs: int, warmup: int, hidden: int = 256, layers: int = 4,
+             vocab: int = 30000, compact: bool = False) -> dict:
+    """One backend's medians and ratio intervals (both ranks, the larger value per step)."""
+    ranks = run_ranks(measure, 2, name, pairs, warmup, hidden, layers, vocab, compact,
+                      timeout=900)
+    per_step = {side: [tuple(max(r[side][i][k] for r in ranks) for k in (0, 1))
+                       for i in range(pairs)] for side in (0, 1)}
+    without, with_graddrop = per_step[0], per_step[1]
+    return {"ms": [statistics.median(s[0] for s in side) * 1e3 for side in per_step.values()],
+            "mb": [statistics.median(s[1] for s in side) / 1024 for side in per_step.values()],
+            "step": ratio_interval([s[0] for s in without], [s[0] for s in with_graddrop]),
+            "memory": ratio_interval([s[1] for s in without], [s[1] for s in with_graddrop])}
+
+
+def goals(name: str, result: dict) -> list[Goal]:
+    return [Goal(f"{name} step time", result["step"], STEP_GOAL),
+            Goal(f"{name} peak memory", result["memory"], MEMORY_GOAL)]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--vocab", type=int, default=30000)
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--compact", action="store_true",
                         help="GradDrop with compact=True (ddp, fsdp1, fsdp2 only)")
-
-
-def measure(rank, world_size, name, steps, hidden, layers, vocab, compact=False):
-    setup = build(name, hidden, layers, vocab)
-    batch = random_batch(rank, vocab)
-    timed_steps(setup, batch, 2)  # warm-up: allocations, kernel build, DeepSpeed buffers
-    before = timed_steps(setup, batch, steps)
-    graddrop = setup.attach(GradDrop(GradDropConfig(method="graddrop", drop_rate=0.5,
-                                                    compact=compact)))
-    timed_steps(setup, batch, 1)
-    with_graddrop = timed_steps(setup, batch, steps)
-    graddrop.detach()
-    after = timed_steps(setup, batch, steps)
-    setup.close()
-    return before, with_graddrop, after
-
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    model_arguments(parser, steps=8)
     args = parser.parse_args(argv)
-    print(f"2 ranks (gloo, CPU, 1 thread each); XLM-R hidden {args.hidden}, {args.layers} "
-          f"layers, vocab {args.vocab}; batch 8 x 64 per rank; median of {args.steps} steps; "
-          f"compact={args.compact}")
-    print("| backend | baseline ms | GradDrop ms | ratio |")
-    print("|---|---|---|---|")
+    print(f"2 ranks (gloo, CPU, {os.environ['OMP_NUM_THREADS']} thread each); XLM-R hidden "
+          f"{args.hidden}, {args.layers} layers, vocab {args.vocab}; batch 8 x 64 per rank; "
+          f"GradDrop p = 0.5, compact={args.compact}; {args.pairs} pairs after "
+          f"{args.warmup} warm-up steps of each; medians, ratios with 95% intervals")
+    print("| backend | ms without | ms with | step ratio (goal <= 1.05) | "
+          "peak MB without | peak MB with | peak ratio (goal <= 1.02) |")
+    print("|---|---|---|---|---|---|---|")
     for name in args.backends.split(","):
-        results = run_ranks(measure, 2, name, args.steps, args.hidden, args.layers,
-                            args.vocab, args.compact, timeout=600)
-        before, masked, after = (max(r[i] for r in results) for i in range(3))
-        baseline = (before + after) / 2
-        print(f"| {name} | {baseline * 1e3:.1f} | {masked * 1e3:.1f} | "
-              f"{masked / baseline:.3f} |")
+        result = overhead(name, args.pairs, args.warmup, args.hidden, args.layers,
+                          args.vocab, args.compact)
+        (ms_a, ms_b), (mb_a, mb_b) = result["ms"], result["mb"]
+        print(f"| {name} | {ms_a:.1f} | {ms_b:.1f} | {result['step']} | {mb_a:.0f} | "
+              f"{mb_b:.0f} | {result['memory']} |", flush=True)
 
 
 if __name__ == "__main__":

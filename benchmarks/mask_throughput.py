@@ -1,17 +1,21 @@
-"""Masking a 64M-element fp32 gradient: fused kernel vs a plain copy vs one mul_.
+"""Masking a 64M-element fp32 gradient: the fused kernel against one `mul_` and a plain
+copy, measured interleaved.
 
-    python benchmarks/mask_throughput.py [--numel N] [--threads T] [--repeats R]
+    python benchmarks/mask_throughput.py [--numel N] [--threads T] [--rounds R]
 
-Prints medians, the time ratio against `grad.mul_(scalar)` (goal, issue 2: fused <= 2x)
-and the throughput ratio against a plain copy of the same gradient into another buffer
-(goal, issue 8: >= 0.5 on CPU), all in one run. The last rows mask an embedding-like
-gradient whose rows are 95% zeros (tokens absent from the batch): the kernel skips
-all-zero tiles without hashing them.
+Every round times each path once, in an order shuffled per round (seeded), so no path
+always follows the same one; each path's per-round ratios to the same round's
+`grad.mul_(scalar)` and copy give medians with 95% bootstrap intervals over rounds
+(benchmarks/paired.py), after one unrecorded round. Goals: fused in place <= 2x a `mul_`
+(issue 2); throughput >= 0.5 of a plain copy of the same gradient on CPU (issue 8). The
+95%-zero rows mask an embedding-like gradient (tokens absent from the batch): the kernel
+skips all-zero tiles without hashing them.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 
@@ -19,60 +23,93 @@ import torch
 
 from graddrop_dist.mask import mask_gradient, reference_mask_gradient
 from graddrop_dist.mask.fused import fused_available
+from paired import Goal, median_interval
+
+MUL, COPY, FUSED = "mul_ (one pass)", "copy into another buffer", "fused, in place"
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: page faults, kernel build, thread pool
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def paths(numel: int, drop_rate: float) -> dict:
+    grad = torch.randn(numel)
+    target = torch.empty_like(grad)
+    key = dict(seed=0, stream=1, name="bench.weight", drop_rate=drop_rate)
+    embedding = torch.randn(numel // 1024, 1024)
+    embedding[torch.rand(embedding.shape[0]) < 0.95] = 0.0
+    embedding = embedding.view(-1)
+    return {
+        MUL: lambda: grad.mul_(1.0001),
+        COPY: lambda: target.copy_(grad),
+        FUSED: lambda: mask_gradient(grad, **key, out=grad),
+        "fused, in place, rescale": lambda: mask_gradient(grad, **key, rescale=True,
+                                                          out=grad),
+        "fused, into another buffer": lambda: mask_gradient(grad, **key, out=target),
+        # A fresh tensor pays its page faults on CPU: torch's own out-of-place pass too.
+        "mul (out of place)": lambda: grad * 1.0001,
+        "fused, out of place": lambda: mask_gradient(grad, **key),
+        "fused, in place, 95% zero rows": lambda: mask_gradient(embedding, **key,
+                                                                out=embedding),
+    }, lambda: grad.copy_(reference_mask_gradient(grad, **key))
+
+
+def interleaved(fns: dict, rounds: int) -> dict[str, list[float]]:
+    """Seconds per path per round, in a shuffled order; one unrecorded round first."""
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    order = random.Random(0)
+    for round_index in range(rounds + 1):
+        for name in order.sample(names, len(names)):
+            start = time.perf_counter()
+            fns[name]()
+            seconds = time.perf_counter() - start
+            if round_index:
+                times[name].append(seconds)
+    return times
+
+
+def measure(numel: int, threads: int, rounds: int, drop_rate: float = 0.5,
+            only: tuple[str, ...] = ()) -> dict:
+    """only: the paths to time (mul_ and the copy always); all by default."""
+    torch.set_num_threads(threads)
+    if not fused_available():
+        raise SystemExit("fused kernel unavailable (no C compiler?): nothing to compare")
+    fns, reference = paths(numel, drop_rate)
+    if only:
+        fns = {name: fn for name, fn in fns.items() if name in (MUL, COPY, *only)}
+    times = interleaved(fns, rounds)
+    rows = {name: (statistics.median(seconds),
+                   median_interval([s / m for s, m in zip(seconds, times[MUL])]),
+                   median_interval([c / s for s, c in zip(seconds, times[COPY])]))
+            for name, seconds in times.items()}
+    start = time.perf_counter()
+    reference()
+    return {"rows": rows, "reference_s": time.perf_counter() - start}
+
+
+def goals(result: dict) -> list[Goal]:
+    _, times_mul, throughput = result["rows"][FUSED]
+    return [Goal("fused mask time x mul_", times_mul, 2.0),
+            Goal("fused mask throughput x copy", throughput, 0.5, at_least=True)]
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--numel", type=int, default=64 * 2**20)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--drop-rate", type=float, default=0.5)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    if not fused_available():
-        raise SystemExit("fused kernel unavailable (no C compiler?): nothing to compare")
-    grad = torch.randn(args.numel)
-    key = dict(seed=0, stream=1, name="bench.weight", drop_rate=args.drop_rate)
-
-    baseline = median_seconds(lambda: grad.mul_(1.0001), args.repeats)
-    target = torch.empty_like(grad)
-    copy = median_seconds(lambda: target.copy_(grad), args.repeats)
-    rows = [("mul_ (one pass, baseline)", baseline), ("copy into another buffer", copy)]
-    rows.append(("fused, in place", median_seconds(
-        lambda: mask_gradient(grad, **key, out=grad), args.repeats)))
-    rows.append(("fused, in place, rescale", median_seconds(
-        lambda: mask_gradient(grad, **key, rescale=True, out=grad), args.repeats)))
-    rows.append(("fused, into another buffer", median_seconds(
-        lambda: mask_gradient(grad, **key, out=target), args.repeats)))
-    # The tensor hook must return a new tensor: compare it with torch's own out-of-place
-    # pass, which pays the same fresh-allocation page faults on CPU.
-    rows.append(("mul (out of place)", median_seconds(lambda: grad * 1.0001, args.repeats)))
-    rows.append(("fused, out of place (hook path)", median_seconds(
-        lambda: mask_gradient(grad, **key), args.repeats)))
-    embedding = torch.randn(args.numel // 1024, 1024)
-    embedding[torch.rand(embedding.shape[0]) < 0.95] = 0.0
-    embedding = embedding.view(-1)
-    rows.append(("fused, in place, 95% zero rows", median_seconds(
-        lambda: mask_gradient(embedding, **key, out=embedding), args.repeats)))
-    rows.append(("reference torch path", median_seconds(
-        lambda: grad.copy_(reference_mask_gradient(grad, **key)), 1)))
-
-    print(f"{args.numel:,} fp32 elements, {args.threads} thread(s), p={args.drop_rate}")
-    print("| path | median ms | time x mul_ | throughput x copy |")
+    result = measure(args.numel, args.threads, args.rounds, args.drop_rate)
+    print(f"{args.numel:,} fp32 elements ({args.numel * 4 / 2**20:.0f} MiB), {args.threads} "
+          f"thread(s), p = {args.drop_rate}; {args.rounds} interleaved rounds after one "
+          "warm-up round; ratios: median [95% interval] over rounds")
+    print("| path | median ms | time x mul_ (goal, fused in place: <= 2) | "
+          "throughput x copy (goal: >= 0.5) |")
     print("|---|---|---|---|")
-    for name, seconds in rows:
-        print(f"| {name} | {seconds * 1e3:.1f} | {seconds / baseline:.2f} | "
-              f"{copy / seconds:.2f} |")
+    for name, (seconds, times_mul, throughput) in result["rows"].items():
+        print(f"| {name} | {seconds * 1e3:.1f} | {times_mul} | {throughput} |")
+    reference_ms = result["reference_s"] * 1e3
+    mul_ms = result["rows"][MUL][0] * 1e3
+    print(f"| reference torch path (one run) | {reference_ms:.0f} | "
+          f"{reference_ms / mul_ms:.0f} | - |")
 
 
 if __name__ == "__main__":

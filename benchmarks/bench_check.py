@@ -1,0 +1,79 @@
+"""The regression gate (`make bench-check`, a few minutes on 2 cores): short, paired
+versions of the CPU benchmarks, each ratio with its 95% interval beside its goal. It exits
+1 when a whole interval lies past its goal, which noise alone does not do; an interval
+that straddles the goal passes, and says so.
+
+    python benchmarks/bench_check.py [--pairs 30] [--backends ddp,fsdp1,...]
+
+- step time and peak memory with GradDrop over without, every backend
+  (backend_overhead.py; goals 1.05 and 1.02), on a smaller model than `make bench`'s;
+- compacted over dense bytes for DDP, FSDP1 and FSDP2 at p = 0.5 and 0.9
+  (communication_bytes.py; goal (1 - p) + 3%);
+- the fused mask against a `mul_` and a copy, one thread (mask_throughput.py; goals
+  <= 2x and >= 0.5x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+import backend_overhead  # noqa: E402
+import communication_bytes  # noqa: E402
+import mask_throughput  # noqa: E402
+from paired import goals_table  # noqa: E402
+
+SMALL_MODEL = dict(hidden=128, layers=4, vocab=16000)
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
+
+
+def run(args) -> list:
+    goals = mask_throughput.goals(mask_throughput.measure(
+        args.numel, 1, args.pairs, only=(mask_throughput.FUSED,)))
+    for name in args.backends.split(","):
+        result = backend_overhead.overhead(name, args.pairs, args.warmup, **SMALL_MODEL)
+        goals += backend_overhead.goals(name, result)
+    for name in filter(None, args.compacted.split(",")):
+        ratios, _ = communication_bytes.compaction(name, (0.5, 0.9), ("element",),
+                                                   args.byte_pairs)
+        goals += [communication_bytes.goal(name, rate, granularity, interval)
+                  for (rate, granularity), (interval, _) in ratios.items()]
+    return goals
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--byte-pairs", type=int, default=4)
+    parser.add_argument("--numel", type=int, default=16 * 2**20)
+    parser.add_argument("--backends", default=",".join(backend_overhead.BACKENDS))
+    parser.add_argument("--compacted", default="ddp,fsdp1,fsdp2")
+    args = parser.parse_args(argv)
+    start = time.monotonic()
+    print(f"bench-check: {args.pairs} pairs per ratio ({args.byte_pairs} for bytes, which "
+          f"are exact per pair); XLM-R hidden {SMALL_MODEL['hidden']}, "
+          f"{SMALL_MODEL['layers']} layers, vocab {SMALL_MODEL['vocab']}; mask "
+          f"{args.numel:,} fp32 elements, 1 thread; {load()}", flush=True)
+    goals = run(args)
+    print(goals_table(goals))
+    missed = [goal for goal in goals if goal.missed]
+    print(f"{len(goals) - len(missed)} of {len(goals)} goals met in "
+          f"{time.monotonic() - start:.0f} s; {load()}")
+    for goal in missed:
+        print(f"bench-check: {goal.name}: the whole interval {goal.interval} lies past the "
+              f"goal {goal.limit:.3f}", file=sys.stderr)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

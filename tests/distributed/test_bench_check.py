@@ -1,0 +1,47 @@
+"""`make bench-check` (benchmarks/bench_check.py) on a tiny budget: it passes on the code
+as it is, and it fails, naming the goal, when masking is made slower on purpose."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+import bench_check  # noqa: E402
+
+TINY = ["--pairs", "4", "--warmup", "3", "--numel", str(2**24), "--backends", "ddp"]
+
+
+@pytest.mark.distributed
+def test_the_gate_passes_the_code_as_it_is(capsys):
+    status = bench_check.main(TINY + ["--byte-pairs", "2", "--compacted", "ddp"])
+    rows = {line.split(" | ")[0][2:]: line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and line.endswith(" |")}
+    # Counts and memory are exact enough for 4 pairs; step time over 4 pairs on a busy
+    # machine is not, so its verdict is only checked to agree with the exit status.
+    for name in ("ddp peak memory", "ddp compacted bytes, p = 0.5, element",
+                 "ddp compacted bytes, p = 0.9, element", "fused mask throughput x copy"):
+        assert rows[name].endswith("| ok |"), rows[name]
+    assert status == int(any(row.endswith("MISSED |") for row in rows.values()))
+    assert "ddp step time" in rows and "fused mask time x mul_" in rows
+
+
+@pytest.mark.distributed
+def test_the_gate_fails_a_slower_mask(monkeypatch, capsys):
+    from graddrop_dist.mask import dispatch
+
+    real = dispatch.apply_mask
+
+    def slow(*args, **kwargs):  # the regression: 5 ms more per masked gradient
+        time.sleep(0.005)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dispatch, "apply_mask", slow)  # the forked ranks inherit it
+    assert bench_check.main(TINY + ["--compacted", ""]) == 1
+    captured = capsys.readouterr()
+    assert "| ddp step time | " in captured.out and "MISSED" in captured.out
+    assert "bench-check: ddp step time: the whole interval" in captured.err
