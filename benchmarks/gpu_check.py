@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ROOT / "runs" / "gpu_check.json"))
     parser.add_argument("--numel", type=int, default=256 * 2**20)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--pairs", type=int, default=6)
+    parser.add_argument("--pairs", type=int, default=30)
     parser.add_argument("--skip-large", action="store_true")
     args = parser.parse_args(argv)
     from graddrop_dist.mask.triton_kernel import triton_available

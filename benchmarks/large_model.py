@@ -1,7 +1,8 @@
 """XLM-R-Large (the real architecture from configs/models/xlm-roberta-large.json, random
 weights) under DeepSpeed ZeRO-3 in bf16: step time and peak memory with GradDrop over
 without, measured in pairs on the same engine (GradDrop attached for one step, detached
-for the next), so drift in the machine's load lands in both. Goals on one GPU: step time
+for the next, the order alternating: benchmarks/paired.py), so drift in the machine's
+load lands in both; the step ratio's median comes with a 95% bootstrap interval. Goals on one GPU: step time
 <= 1.03, peak memory <= 1.02. Part of `make gpu-check`; the tests run it on the CPU with a
 tiny config."""
 
@@ -15,6 +16,7 @@ import torch
 
 from graddrop_dist import GradDrop, GradDropConfig
 from graddrop_dist.parallel import TrainSettings, wrap
+from paired import alternate, ratio_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 LARGE = ROOT / "configs" / "models" / "xlm-roberta-large.json"
@@ -52,7 +54,7 @@ def timed_step(backend, batch, device) -> tuple[float, int]:
     return time.perf_counter() - start, 0
 
 
-def measure(device: torch.device, *, pairs: int = 6, warmup: int = 2, batch: int = 8,
+def measure(device: torch.device, *, pairs: int = 30, warmup: int = 2, batch: int = 8,
             length: int = 256, config_path: Path = LARGE) -> dict:
     backend, data = build(config_path, device, batch, length)
     parameters = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel()
@@ -60,21 +62,24 @@ def measure(device: torch.device, *, pairs: int = 6, warmup: int = 2, batch: int
     for _ in range(warmup):  # allocator, DeepSpeed buffers, kernel builds
         timed_step(backend, data, device)
     graddrop = GradDrop(GradDropConfig(method="graddrop", drop_rate=0.5))
-    without, with_graddrop = [], []
-    for _ in range(pairs):
-        without.append(timed_step(backend, data, device))
+
+    def with_graddrop_step():
         backend.attach(graddrop)
-        with_graddrop.append(timed_step(backend, data, device))
+        result = timed_step(backend, data, device)
         graddrop.detach()
+        return result
+
+    without, with_graddrop = alternate(lambda: timed_step(backend, data, device),
+                                       with_graddrop_step, pairs, warmup=0)
     backend.close()
-    ratios = sorted(w[0] / b[0] for w, b in zip(with_graddrop, without))
+    ratio = ratio_interval([b[0] for b in without], [w[0] for w in with_graddrop])
     peak_without = max(b[1] for b in without)
     return {"parameters": parameters, "batch": f"{batch} x {length}", "pairs": pairs,
             "warmup_steps": warmup,
             "step_s_without": statistics.median(b[0] for b in without),
             "step_s_with": statistics.median(w[0] for w in with_graddrop),
-            "step_ratio_median": statistics.median(ratios),
-            "step_ratio_range": (ratios[0], ratios[-1]),
+            "step_ratio_median": ratio.median,
+            "step_ratio_interval_95": (ratio.low, ratio.high),
             "peak_gib_without": peak_without / 2**30,
             "peak_gib_with": max(w[1] for w in with_graddrop) / 2**30,
             "peak_ratio": max(w[1] for w in with_graddrop) / peak_without
