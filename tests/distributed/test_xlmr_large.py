@@ -48,6 +48,6 @@ def test_xlmr_large_on_two_cpu_ranks_with_graddrop(backend):
     assert peak_with <= 1.05 * peak_without
     model = model_gib(first["parameters"], first["embedding"], 2, backend,
                       process_gib=max(r["process_gib"] for r in ranks))
-    assert model["step"] <= peak_without <= 1.3 * model["step"]  # measured: 1.14-1.15x
+    assert model["step"] <= peak_without <= 1.3 * model["step"]  # measured: 1.03-1.15x
     # The ranks share 24 GiB here: each must stay under 11 GiB (measured: 9.3 at most).
     assert peak_with < 11
