@@ -1,10 +1,11 @@
 """DDP: mask each bucket in a communication hook, in place, right before its all-reduce.
 
-The bucket is DDP's own flat buffer, so masking it in place allocates nothing. DDP cannot
-unregister a hook: detach() turns it into the plain all-reduce, and a later attach()
-re-arms it (dense or compacted), so GradDrop can be switched off and on again. With `no_sync()` accumulation the hook sees the
-accumulated gradient once, on the synchronising micro-batch; the mask is linear and
-shared by all micro-batches of the step, so that is the same as masking each one.
+The bucket is DDP's own flat buffer, so masking it in place allocates nothing. With
+`no_sync()` accumulation the hook sees the accumulated gradient once, on the
+synchronising micro-batch; the mask is linear and shared by all micro-batches of the
+step, so that is the same as masking each one. DDP cannot unregister a hook: detach()
+turns it into the plain all-reduce, and a later attach() re-arms it (dense or compacted),
+so GradDrop can be switched off and on again.
 
 DDP accepts one communication hook. If the model already has one (fp16 compression, a
 user's own), the adapter masks in tensor hooks instead, which run before the reducer's

@@ -1,7 +1,8 @@
 """The tensor-hook adapters mask a fresh gradient in place, in `param.grad` itself, so
 XLM-R-Large's 1 GB embedding gradient is not copied; a gradient that autograd hands to
-two parameters, one already accumulated, or one kept for a second derivative is masked
-in a copy, and every case gives the masked gradient exactly."""
+two parameters, one already accumulated, one kept for a second derivative and one that
+torch.autograd.grad returns are masked in a copy, and every case gives the masked
+gradient exactly."""
 
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def test_one_gradient_shared_by_two_parameters_gets_each_its_own_mask():
         assert torch.equal(param.grad, expected[name]), name
 
 
-@pytest.mark.parametrize("case", ["accumulated", "create_graph"])
+@pytest.mark.parametrize("case", ["accumulated", "create_graph", "autograd.grad"])
 def test_the_copy_path_still_masks_exactly(case):
     torch.manual_seed(0)
     model = TwoInputs()
@@ -86,8 +87,12 @@ def test_the_copy_path_still_masks_exactly(case):
         model(*_inputs()).backward()
         model(*_inputs()).backward()
         expected = {name: grad * 2 for name, grad in expected.items()}
-    else:
+        got = {name: param.grad for name, param in model.named_parameters()}
+    elif case == "create_graph":
         model(*_inputs()).backward(create_graph=True)
-    for name, param in model.named_parameters():
-        torch.testing.assert_close(param.grad.detach(), expected[name], rtol=1e-6,
-                                   atol=0), name
+        got = {name: param.grad.detach() for name, param in model.named_parameters()}
+    else:  # no AccumulateGrad runs: the tensor hook's result is what autograd.grad returns
+        names, params = zip(*model.named_parameters())
+        got = dict(zip(names, torch.autograd.grad(model(*_inputs()), params)))
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-6, atol=0), name
