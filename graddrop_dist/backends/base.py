@@ -111,24 +111,26 @@ def _mask_before_accumulation(source: MaskSource, name: str, param: torch.nn.Par
 
     post = param.register_post_accumulate_grad_hook(mask_post_accumulate)
     in_place = _run_first(param, post)
-    # Held here so that it stays the parameter's node (a tensor holds it weakly).
-    accumulate = param.view_as(param).grad_fn.next_functions[0][0]
 
     def mask_hook(grad: torch.Tensor) -> torch.Tensor:
         spec = source.spec(name)
         # Only where AccumulateGrad runs next (not torch.autograd.grad, which returns the
         # hook's tensor), and not under create_graph, where param.grad is the graph's own.
         later = (in_place and param.grad is None and not torch.is_grad_enabled()
-                 and _accumulates(accumulate))
+                 and _accumulates(param))
         pending[0] = spec if later else None
         return grad if spec is None or later else dispatch.apply_mask(spec, grad)
 
     return [param.register_hook(mask_hook), post]
 
 
-def _accumulates(node) -> bool:
-    """Whether this backward runs the AccumulateGrad node (autograd.grad never does: torch
-    refuses to answer for a leaf there)."""
+def _accumulates(param: torch.Tensor) -> bool:
+    """Whether this backward runs the parameter's AccumulateGrad node (autograd.grad never
+    does: torch refuses to answer for a leaf there). The node is looked up now, while the
+    graph holds it: one kept from before would carry the shape the parameter had then
+    (under ZeRO-3, an empty partition) and make autograd reject the full gradient."""
+    with torch.enable_grad():
+        node = param.view_as(param).grad_fn.next_functions[0][0]
     try:
         return torch._C._will_engine_execute_node(node)
     except RuntimeError:
