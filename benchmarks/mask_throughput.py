@@ -67,27 +67,36 @@ def interleaved(fns: dict, rounds: int) -> dict[str, list[float]]:
 
 def measure(numel: int, threads: int, rounds: int, drop_rate: float = 0.5,
             only: tuple[str, ...] = ()) -> dict:
-    """only: the paths to time (mul_ and the copy always); all by default."""
-    torch.set_num_threads(threads)
+    """only: the paths to time (mul_ and the copy always; not the reference); all by
+    default. The process's thread count is restored afterwards (ranks forked later
+    inherit it)."""
     if not fused_available():
         raise SystemExit("fused kernel unavailable (no C compiler?): nothing to compare")
     fns, reference = paths(numel, drop_rate)
     if only:
         fns = {name: fn for name, fn in fns.items() if name in (MUL, COPY, *only)}
-    times = interleaved(fns, rounds)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        times = interleaved(fns, rounds)
+        start = time.perf_counter()
+        if not only:  # the slow reference path, once, for the full table
+            reference()
+        reference_s = time.perf_counter() - start
+    finally:
+        torch.set_num_threads(before)
     rows = {name: (statistics.median(seconds),
                    median_interval([s / m for s, m in zip(seconds, times[MUL])]),
                    median_interval([c / s for s, c in zip(seconds, times[COPY])]))
             for name, seconds in times.items()}
-    start = time.perf_counter()
-    reference()
-    return {"rows": rows, "reference_s": time.perf_counter() - start}
+    return {"rows": rows, "reference_s": reference_s}
 
 
 def goals(result: dict) -> list[Goal]:
-    _, times_mul, throughput = result["rows"][FUSED]
-    return [Goal("fused mask time x mul_", times_mul, 2.0),
-            Goal("fused mask throughput x copy", throughput, 0.5, at_least=True)]
+    """The gate's goal. Not the time against a `mul_`: `mul_` alone moves by 1.5-2x
+    between fresh processes here, more than any one run's interval shows."""
+    _, _, throughput = result["rows"][FUSED]
+    return [Goal("fused mask throughput x copy", throughput, 0.5, at_least=True)]
 
 
 def main(argv=None) -> None:

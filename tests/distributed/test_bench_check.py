@@ -27,7 +27,7 @@ def test_the_gate_passes_the_code_as_it_is(capsys):
                  "ddp compacted bytes, p = 0.9, element", "fused mask throughput x copy"):
         assert rows[name].endswith("| ok |"), rows[name]
     assert status == int(any(row.endswith("MISSED |") for row in rows.values()))
-    assert "ddp step time" in rows and "fused mask time x mul_" in rows
+    assert "ddp step time" in rows
 
 
 @pytest.mark.distributed
