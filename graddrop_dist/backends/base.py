@@ -129,10 +129,13 @@ def _accumulates(param: torch.Tensor) -> bool:
     does: torch refuses to answer for a leaf there). The node is looked up now, while the
     graph holds it: one kept from before would carry the shape the parameter had then
     (under ZeRO-3, an empty partition) and make autograd reject the full gradient."""
+    will_execute = getattr(torch._C, "_will_engine_execute_node", None)
+    if will_execute is None:  # a torch without it: the copy path, always correct
+        return False
     with torch.enable_grad():
         node = param.view_as(param).grad_fn.next_functions[0][0]
     try:
-        return torch._C._will_engine_execute_node(node)
+        return will_execute(node)
     except RuntimeError:
         return False
 
