@@ -3,7 +3,7 @@ GPU).
 
 1. The CUDA mask kernel's bits equal the CPU reference (benchmarks/gpu_kernel.py).
 2. Its throughput as a ratio of the card's device-to-device copy (goal >= 0.8).
-3. The main job (configs/offline_demo.yaml) for 10 steps on CUDA with every backend at world
+3. The main job (the offline-demo recipe) for 10 steps on CUDA with every backend at world
    size 1 under NCCL (single, DDP, FSDP1, FSDP2, ZeRO-1/2/3, ZeRO-3 offload), in bf16 and
    fp16 (benchmarks/backend_matrix.py).
 4. XLM-R-Large (real architecture, random weights) under ZeRO-3: step time and peak GPU
@@ -70,7 +70,7 @@ def matrix_part(report: dict, steps: int) -> bool:
 
     from backend_matrix import BACKENDS, run_matrix
 
-    base = yaml.safe_load((ROOT / "configs" / "offline_demo.yaml").read_text())
+    base = yaml.safe_load((ROOT / "graddrop_dist" / "recipes" / "offline_demo.yaml").read_text())
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as folder:
         rows = run_matrix(base, torch.device("cuda", 0), list(BACKENDS), ["bf16", "fp16"],
                           steps, Path(folder))

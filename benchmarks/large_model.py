@@ -1,4 +1,4 @@
-"""XLM-R-Large (the real architecture from configs/models/xlm-roberta-large.json, random
+"""XLM-R-Large (the real architecture from graddrop_dist/recipes/models/xlm-roberta-large.json, random
 weights) under DeepSpeed ZeRO-3 in bf16: step time and peak memory with GradDrop over
 without, measured in pairs on the same engine (GradDrop attached for one step, detached
 for the next, the order alternating: benchmarks/paired.py), so drift in the machine's
@@ -19,7 +19,7 @@ from graddrop_dist.parallel import TrainSettings, wrap
 from paired import alternate, ratio_interval
 
 ROOT = Path(__file__).resolve().parents[1]
-LARGE = ROOT / "configs" / "models" / "xlm-roberta-large.json"
+LARGE = ROOT / "graddrop_dist" / "recipes" / "models" / "xlm-roberta-large.json"
 
 
 def build(config_path: Path, device: torch.device, batch: int, length: int):

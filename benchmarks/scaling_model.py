@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-# XLM-R-Large (configs/models/xlm-roberta-large.json): 256.5M parameters in the embeddings
+# XLM-R-Large (graddrop_dist/recipes/models/xlm-roberta-large.json): 256.5M parameters in the embeddings
 # (250002 x 1024 words), 302.3M in 24 layers, 1.05M in a 3-way classification head.
 PARAMETERS = 559.9e6
 LAYER_PARAMETERS = 302.3e6
-# The XNLI recipe (configs/xglue/xnli.yaml): 32 sequences of up to 256 tokens per step.
+# The XNLI recipe (xglue/xnli): 32 sequences of up to 256 tokens per step.
 TOKENS_PER_STEP = 32 * 256
 ATTENTION_FLOPS = 12 * 24 * 256 * 1024 * TOKENS_PER_STEP  # QK^T and AV, forward+backward
 

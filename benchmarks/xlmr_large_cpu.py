@@ -1,4 +1,4 @@
-"""XLM-R-Large, the real architecture (configs/models/xlm-roberta-large.json, random
+"""XLM-R-Large, the real architecture (graddrop_dist/recipes/models/xlm-roberta-large.json, random
 weights, nothing downloaded), on 2 CPU ranks under FSDP2 and DeepSpeed ZeRO-3: GradDrop
 (p = 0.5, verify_every = 1: the ranks compare their masks every step) against no GradDrop,
 paired step by step in the same processes (attached for one step, detached for the
@@ -43,7 +43,7 @@ import torch  # noqa: E402
 from paired import alternate, ratio_interval, resident_kib, timed_with_peak  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-LARGE = ROOT / "configs" / "models" / "xlm-roberta-large.json"
+LARGE = ROOT / "graddrop_dist" / "recipes" / "models" / "xlm-roberta-large.json"
 
 
 def step_with_peak(backend, batch) -> tuple[float, float, float]:

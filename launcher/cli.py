@@ -1,6 +1,6 @@
 """graddrop-launch: start graddrop-train on one machine or many.
 
-    graddrop-launch --launcher local --nproc-per-node 2 -- configs/offline_demo.yaml
+    graddrop-launch --launcher local --nproc-per-node 2 -- offline-demo
     graddrop-launch --launcher torchrun --nnodes 2 --nproc-per-node 8 --node-rank 0 \\
         --master-addr node01 -- job.yaml
     graddrop-launch --launcher deepspeed --hostfile hosts -- job.yaml backend.name=deepspeed
@@ -90,7 +90,7 @@ def make_plan(args, trainer_args: list[str]) -> LaunchPlan:
                           f"{', '.join(MULTINODE_RUNNERS)}, got {args.multinode_runner!r}")
     if not trainer_args:
         raise LaunchError("nothing to run: give the graddrop-train config after --, e.g. "
-                          "graddrop-launch -- configs/offline_demo.yaml")
+                          "graddrop-launch -- offline-demo (a recipe or a job YAML)")
     if (args.include or args.exclude) and args.launcher != "deepspeed":
         raise LaunchError("--include/--exclude: only the deepspeed launcher has them")
     hosts = {}

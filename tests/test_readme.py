@@ -34,9 +34,27 @@ def shell_commands() -> list[str]:
     return commands
 
 
-def as_dry_run(argv: list[str]) -> list[str]:
-    """The same command, told to start nothing."""
+# Paths the README's examples name, and where they point here.
+PLACES = {"/data/xglue_full_dataset": str(REPO / "tests" / "fixtures" / "xglue"
+                                          / "xglue_full_dataset")}
+
+
+def as_dry_run(argv: list[str], workdir: Path) -> list[str]:
+    """The same command, told to start nothing (or, where it only reads fixtures and writes
+    into the work folder, run as it is)."""
+    places = {**PLACES, "/shared/xglue": str(workdir / "shared" / "xglue")}
+    argv = [next((arg.replace(a, b) for a, b in places.items() if a in arg), arg)
+            for arg in argv]
     program, args = argv[0], argv[1:]
+    if program == "pip":  # the package is this checkout; resolve it, install nothing
+        assert args[0] == "install" and args[1].startswith("graddrop-dist")
+        extras = args[1].removeprefix("graddrop-dist")
+        return [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps",
+                "--no-build-isolation", "--quiet", f"{REPO}{extras}"]
+    if program == "python" and args[:2] == ["-m", "graddrop_dist.assets"]:
+        return [sys.executable, *args]  # fetches only what is missing
+    if program == "graddrop-xglue-convert":
+        return [str(BIN / program), *args]
     if program == "make":
         return ["make", "-n", "-C", str(REPO), *args]
     if program == "torchrun":  # one of the ranks it would start: graddrop-train's checks
@@ -48,7 +66,7 @@ def as_dry_run(argv: list[str]) -> list[str]:
             [*args[:split], "--dry-run"]
         return [str(BIN / program), *launcher_args, *args[split:]]
     if program in ("graddrop-train", "graddrop-sweep"):
-        starts_nothing = {"--dry-run", "--print-config"} & set(args)
+        starts_nothing = {"--dry-run", "--print-config", "--list-recipes"} & set(args)
         return [str(BIN / program), *args, *([] if starts_nothing else ["--dry-run"])]
     raise AssertionError(f"README command with no dry run here: {' '.join(argv)}")
 
@@ -57,8 +75,11 @@ def as_dry_run(argv: list[str]) -> list[str]:
 def workdir(tmp_path_factory, tiny_checkpoint):
     """The repository's configs, and the files the README's examples name."""
     folder = tmp_path_factory.mktemp("readme")
-    for name in ("configs", "ds_configs", "docs"):
-        (folder / name).symlink_to(REPO / name)
+    (folder / "docs").symlink_to(REPO / "docs")
+    from graddrop_dist.tasks.xglue_convert import main as convert
+
+    assert convert([PLACES["/data/xglue_full_dataset"], "--out",
+                    str(folder / "shared" / "xglue"), "--tasks", "xnli"]) == 0
     job = job_dict(tiny_checkpoint, folder / "runs" / "job", backend={"name": "ddp"})
     for name in ("job.yaml", "my_job.yaml"):
         (folder / name).write_text(yaml.safe_dump(job))
@@ -72,7 +93,7 @@ def files_under(folder: Path) -> set[Path]:
 
 @pytest.mark.parametrize("command", shell_commands())
 def test_readme_command_runs_as_a_dry_run(command, workdir):
-    argv = as_dry_run(shlex.split(command))
+    argv = as_dry_run(shlex.split(command), workdir)
     if "--resume" in argv:  # what it continues: a run with a checkpoint
         step = workdir / "runs" / "job" / "checkpoints" / "step-00000002"
         step.mkdir(parents=True, exist_ok=True)
@@ -85,7 +106,8 @@ def test_readme_command_runs_as_a_dry_run(command, workdir):
         assert result.returncode == 0, \
             f"{argv}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
         if argv[0].endswith("graddrop-train"):
-            printed = "# resolved for" if "--print-config" in argv else "nothing started"
+            printed = "# resolved for" if "--print-config" in argv else \
+                "# graddrop-train NAME" if "--list-recipes" in argv else "nothing started"
             assert printed in result.stdout
         assert files_under(workdir / "runs") == before  # a dry run writes nothing
     finally:

@@ -68,7 +68,13 @@ def _flatten(node, prefix=""):
 
 
 def read_ds_config(path: str | Path) -> Any:
-    path = Path(path)
+    """A DeepSpeed JSON: a shipped one by name (`zero3`, graddrop_dist/recipes) or a file."""
+    from graddrop_dist.recipes import ds_config_file, ds_config_names
+
+    path = ds_config_file(path)
+    if not path.exists() and not str(path).endswith(".json"):
+        raise ValueError(f"backend.ds_config: {str(path)!r} is neither a file nor a shipped "
+                         f"DeepSpeed config ({', '.join(ds_config_names())})")
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:

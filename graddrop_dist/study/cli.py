@@ -1,8 +1,8 @@
-"""graddrop-sweep SWEEP.yaml: run a grid of methods x drop rates x seeds, then report.
+"""graddrop-sweep RECIPE|SWEEP.yaml: run a grid of methods x drop rates x seeds, then report.
 
-    graddrop-sweep configs/study/offline_topics_sweep.yaml              # run, then report
-    graddrop-sweep configs/study/offline_topics_sweep.yaml --dry-run    # list the runs
-    graddrop-sweep configs/study/cldr_emoji_sweep.yaml --report-only --report-dir docs/study
+    graddrop-sweep study/offline-topics-sweep              # run, then report
+    graddrop-sweep study/offline-topics-sweep --dry-run    # list the runs
+    graddrop-sweep study/cldr-emoji-sweep --report-only --report-dir docs/study
 
 Run it again after an interruption: finished runs are kept, cut runs resume from their
 checkpoint. The report (summary.md, summary.json, plots/*.png) goes to
@@ -21,7 +21,8 @@ from graddrop_dist.cli_errors import OneLineParser
 
 def parse_args(argv):
     parser = OneLineParser(prog="graddrop-sweep", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep", help="sweep YAML (configs/study/*_sweep.yaml)")
+    parser.add_argument("sweep", help="a shipped sweep by name (study/cldr-emoji-sweep; "
+                                      "graddrop-train --list-recipes lists them) or a YAML")
     parser.add_argument("--dry-run", action="store_true",
                         help="print every run's command and state; start nothing")
     parser.add_argument("--report-only", action="store_true",

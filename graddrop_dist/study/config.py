@@ -1,6 +1,6 @@
 """The sweep file: which job, which grid, which seeds, how each run is started.
 
-    job: configs/study/offline_topics.yaml        # a graddrop-train config
+    job: offline_topics.yaml        # a graddrop-train config (beside this file) or recipe
     output_dir: runs/study/offline_topics
     seeds: [1, 2, 3]                               # train.seed and graddrop.seed
     grid:                                          # a list of grids (union of products)
@@ -34,7 +34,8 @@ class SweepSettings:
     SECTION = "sweep"
 
     job: str = ""
-    """The graddrop-train job config every run starts from."""
+    """The graddrop-train job every run starts from: a recipe name (xglue/xnli) or a YAML
+    file, relative to the sweep file's folder."""
     output_dir: str = "runs/sweep"
     seeds: tuple[int, ...] = (1, 2, 3)
     """Each seed sets train.seed (data order, head init, dropout) and graddrop.seed, so
@@ -130,8 +131,15 @@ class Sweep:
                 *cell.overrides, f"output.dir={self.run_dir(cell, seed)}"]
 
 
-def load_sweep(path: str | Path) -> Sweep:
-    path = Path(path)
+def load_sweep(source: str | Path) -> Sweep:
+    """`source`: a sweep YAML or a shipped sweep recipe by name (study/cldr-emoji-sweep)."""
+    from graddrop_dist.recipes import (UnknownRecipe, looks_like_a_path, resolve_config_file,
+                                       resolve_in)
+
+    try:
+        path = resolve_config_file(source, kind="sweep")
+    except UnknownRecipe as error:
+        raise SweepError(f"sweep: {error}") from None
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
@@ -144,6 +152,9 @@ def load_sweep(path: str | Path) -> Sweep:
         raise SweepError(f"{path}: the top level must be a mapping")
     grid = data.pop("grid", None)
     tune = data.pop("tune", None)
+    job = data.get("job")
+    if isinstance(job, str) and (looks_like_a_path(job) or (path.parent / job).is_file()):
+        data["job"] = resolve_in(path.parent, job)  # a recipe name stays a name
     try:
         settings = SweepSettings(**data)
     except TypeError as error:

@@ -1,4 +1,4 @@
-"""graddrop-train CONFIG.yaml [section.key=value ...] [--resume]
+"""graddrop-train RECIPE|JOB.yaml [section.key=value ...] [--resume]
 
 Validates the whole config before any process group starts (a bad value is one line on
 stderr and exit status 2), finds its rank from torchrun / deepspeed / mpirun / Slurm
@@ -11,18 +11,31 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import warnings
+from pathlib import Path
 
 from graddrop_dist.cli_errors import OneLineParser
 
+EXAMPLE = "graddrop-train offline-demo"
 
 
 def parse_args(argv):
-    parser = OneLineParser(prog="graddrop-train", description=__doc__.splitlines()[0])
-    parser.add_argument("config", help="YAML job config (configs/*.yaml; "
-                                       "configs/offline_demo.yaml runs offline)")
+    parser = OneLineParser(
+        prog="graddrop-train", description=__doc__.splitlines()[0],
+        epilog=f"e.g. `{EXAMPLE}` (runs offline), `graddrop-train xglue/xnli "
+               "task.data_dir=/data/xglue_full_dataset`; --list-recipes lists the recipes")
+    parser.add_argument("config", nargs="?",
+                        help="a shipped recipe by name (offline-demo, xglue/xnli, ...) or a "
+                             "job YAML file")
     parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=2e-5")
+    parser.add_argument("--list-recipes", action="store_true",
+                        help="list the shipped recipes (jobs, and sweeps for graddrop-sweep) "
+                             "and exit")
+    parser.add_argument("--copy-recipe", metavar="DEST",
+                        help="copy the recipe named by CONFIG to DEST (a file or folder) "
+                             "for editing, and exit")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in output.dir from its latest complete "
                              "checkpoint (an error when there is none)")
@@ -39,10 +52,40 @@ def parse_args(argv):
                              "and start nothing")
     if not argv:  # never a silent run of the defaults
         parser.print_usage(sys.stderr)
-        print("graddrop-train: error: give a job config, e.g. graddrop-train "
-              "configs/offline_demo.yaml", file=sys.stderr)
+        print(f"graddrop-train: error: give a recipe or a job YAML, e.g. `{EXAMPLE}` "
+              "(graddrop-train --list-recipes lists the recipes)", file=sys.stderr)
         raise SystemExit(2)
-    return parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may follow the flags too
+    if args.config is None and not args.list_recipes:
+        parser.error(f"give a recipe or a job YAML, e.g. `{EXAMPLE}`")
+    return args
+
+
+def list_recipes() -> None:
+    from graddrop_dist.recipes import ds_config_names, recipes
+
+    found = recipes()
+    width = max(len(name) for name in found)
+    for kind, how in (("job", "graddrop-train NAME"), ("sweep", "graddrop-sweep NAME")):
+        print(f"# {how}")
+        for recipe in found.values():
+            if recipe.kind == kind:
+                print(f"{recipe.name:<{width}}  {recipe.summary}")
+    print(f"# backend.ds_config: NAME\n{'  '.join(ds_config_names())}")
+
+
+def copy_recipe(name: str, destination: str) -> Path:
+    """The recipe's YAML copied out; a file already there is an error, not overwritten."""
+    from graddrop_dist.recipes import find_recipe
+
+    recipe = find_recipe(name)
+    target = Path(destination)
+    if target.is_dir():
+        target = target / recipe.path.name
+    if target.exists():
+        raise FileExistsError(f"--copy-recipe: {target} exists; remove it or name another file")
+    shutil.copyfile(recipe.path, target)
+    return target
 
 
 def plan(config, info, device, task) -> str:
@@ -52,7 +95,8 @@ def plan(config, info, device, task) -> str:
     backend, train = config.backend, config.train
     global_batch = train.micro_batch_size * train.gradient_accumulation * info.world_size
     data = (f"{len(task.train)} training examples, {len(task.languages)} languages"
-            if task is not None else f"read from the hub ({config.task.hub_id}) at start")
+            if task is not None else f"read from the hub ({config.task.hub_id}) at start, not "
+            "checked in a dry run")
     return (f"graddrop-train: dry run: rank {info.rank} of {info.world_size} "
             f"({info.source}) on {device} ({collective_backend(device)}); backend "
             f"{backend.name}{f' ({backend.ds_config})' if backend.ds_config else ''}, "
@@ -75,8 +119,23 @@ def quiet_non_zero_rank() -> None:
         pass
 
 
+def recipe_command(args) -> int:
+    """--list-recipes, --copy-recipe: about the shipped recipes; nothing runs."""
+    try:
+        if args.list_recipes:
+            list_recipes()
+        else:
+            print(f"copied {args.config} to {copy_recipe(args.config, args.copy_recipe)}")
+    except (ValueError, OSError) as error:
+        print(f"graddrop-train: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.list_recipes or args.copy_recipe:
+        return recipe_command(args)
     from graddrop_dist.dist import process_group
 
     # DeepSpeed calls torch collectives PyTorch has renamed: one warning per step otherwise.
@@ -108,7 +167,7 @@ def main(argv=None) -> int:
         from graddrop_dist.trainer.inputs import load_job_task
 
         task = None  # data files are checked before any process group; a dry run does
-        if not (args.dry_run and reads_the_hub(config.task.name, config.task.data_dir)):
+        if not (args.dry_run and reads_the_hub(config.task.name, config.task.hub_id)):
             task = load_job_task(config)  # not download
     except (ConfigError, ValueError, FileNotFoundError, VersionTooOld) as error:
         print(f"graddrop-train: error: {error}", file=sys.stderr)

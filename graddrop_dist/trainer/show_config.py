@@ -27,6 +27,10 @@ def print_config(config: JobConfig, world_size: int) -> None:
         # The schedule's length comes from the encoded data at start (0 stands in here).
         filled = deepspeed_config(config.backend.ds_config, config.train_settings(0),
                                   world_size)
-        print(f"# {config.backend.ds_config}, filled from the job (a scheduler's length, "
-              "if it has one, is filled at start from the data)")
+        from graddrop_dist.recipes import ds_config_file
+
+        shown = config.backend.ds_config
+        file = ds_config_file(shown)
+        print(f"# {shown}{'' if str(file) == shown else f' ({file})'}, filled from the job "
+              "(a scheduler's length, if it has one, is filled at start from the data)")
         print(json.dumps(filled, indent=2))

@@ -77,8 +77,8 @@ def test_dry_run_lists_every_run_and_starts_nothing(tmp_path, job_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("path", ["configs/study/offline_topics_sweep.yaml",
-                                  "configs/study/xglue_xnli_sweep.yaml"])
+@pytest.mark.parametrize("path", ["study/offline-topics-sweep",
+                                  "study/xglue-xnli-sweep"])
 def test_shipped_sweeps_are_valid_and_list_30_runs(path, capsys):
     assert main([path, "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -101,7 +101,7 @@ def test_dry_run_lists_the_tuning_runs_then_says_what_follows(tmp_path, job_path
 
 
 def test_the_offline_study_tunes_every_cell_equally_then_runs_ten_seeds(capsys):
-    assert main(["configs/study/cldr_emoji_sweep.yaml", "--dry-run"]) == 0
+    assert main(["study/cldr-emoji-sweep", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     tuning = [line for line in lines if "(tuning " in line]
     study = [line for line in lines if "(tuning " not in line]

@@ -29,8 +29,8 @@ def test_no_arguments_print_the_usage_and_start_nothing(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("usage: graddrop-train")
     assert result.stderr.strip().splitlines()[-1] == (
-        "graddrop-train: error: give a job config, e.g. graddrop-train "
-        "configs/offline_demo.yaml")
+        "graddrop-train: error: give a recipe or a job YAML, e.g. `graddrop-train "
+        "offline-demo` (graddrop-train --list-recipes lists the recipes)")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -48,7 +48,7 @@ def test_near_misses_are_named(tmp_path, override, hint):
 
 def test_print_config_shows_the_resolved_job_and_the_filled_deepspeed_json(tmp_path):
     job = job_dict("some/model", tmp_path / "run",
-                   backend={"name": "deepspeed", "ds_config": "ds_configs/zero3.json"},
+                   backend={"name": "deepspeed", "ds_config": "zero3"},
                    train={"global_batch_size": 32, "gradient_accumulation": 1})
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(job))
@@ -58,7 +58,8 @@ def test_print_config_shows_the_resolved_job_and_the_filled_deepspeed_json(tmp_p
     header, body = result.stdout.split("\n", 1)
     assert header == ("# resolved for 2 rank(s): global batch 32 = micro_batch_size 4 x "
                       "gradient_accumulation 4 x 2 rank(s)")
-    yaml_part, json_part = body.split("\n# ds_configs/zero3.json", 1)
+    yaml_part, json_part = body.split("\n# zero3 (", 1)
+    assert json_part.split(")", 1)[0].endswith("ds_configs/zero3.json")
     shown = yaml.safe_load(yaml_part)
     assert shown["train"]["lr"] == 3e-5 and shown["train"]["gradient_accumulation"] == 4
     assert shown["graddrop"] == {**load_job_config(path).graddrop.to_dict()}
@@ -98,9 +99,9 @@ UNREACHABLE = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"}
     (["model.name_or_path=xlm-roberta-large"],
      "graddrop-train: error: model.name_or_path: 'xlm-roberta-large' is not a local "
      "directory and not in the Hugging Face cache, and the hub cannot be reached"),
-    (["task.name=xglue-xnli"],
-     "graddrop-train: error: task.data_dir: null reads microsoft/xglue (xglue-xnli) from "
-     "the Hugging Face hub, which cannot be reached"),
+    (["task.name=xglue-xnli", "task.hub_id=lab/xglue"],
+     "graddrop-train: error: task.hub_id: lab/xglue is on the Hugging Face hub, which "
+     "cannot be reached"),
 ])
 def test_an_unreachable_hub_is_one_line_before_anything_starts(tiny_checkpoint, tmp_path,
                                                                overrides, message):

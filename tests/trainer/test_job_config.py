@@ -42,7 +42,7 @@ def write(tmp_path, data, name="job.yaml"):
     ({}, ["lr=3"], "expected section.key=value"),
     ({}, ["train.lr=[1"], "the value is not valid YAML"),
     ({}, ["graddrop.drop_rate=2"], "graddrop.drop_rate: must be in [0, 1], got 2.0"),
-    ({"backend": {"name": "deepspeed", "ds_config": "ds_configs/zero3.json"}},
+    ({"backend": {"name": "deepspeed", "ds_config": "zero3"}},
      ["graddrop.compact=true"], "allowed with backend deepspeed: false"),
     ({}, ["train.evaluate=never"], "train.evaluate: expected one of every-epoch, selected, end"),
     ({}, ["task.name=chatterbot-topics", "task.keywords=true"],

@@ -11,7 +11,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 GROUPS = [  # module prefixes, in import order
     ("graddrop_dist.dist", "graddrop_dist.fs", "graddrop_dist.versions",
-     "graddrop_dist.typed_config", "graddrop_dist.cli_errors"),
+     "graddrop_dist.typed_config", "graddrop_dist.cli_errors", "graddrop_dist.recipes",
+     "graddrop_dist.ds_configs"),
     ("graddrop_dist.mask", "graddrop_dist.config", "graddrop_dist.variants",
      "graddrop_dist.backends", "graddrop_dist.algorithm"),
     ("graddrop_dist.parallel",),

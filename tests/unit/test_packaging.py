@@ -15,11 +15,15 @@ SETUPTOOLS = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setup
 def test_every_package_folder_is_installed():
     folders = {".".join(p.parent.relative_to(REPO).parts)
                for p in (REPO / "graddrop_dist").rglob("__init__.py")}
-    assert set(SETUPTOOLS["packages"]) == folders | {"graddrop_launcher"}
+    recipe_folders = {".".join(p.relative_to(REPO).parts)  # data only: no __init__.py
+                      for p in (REPO / "graddrop_dist" / "recipes").iterdir() if p.is_dir()}
+    mapped = {"graddrop_launcher", "graddrop_dist.ds_configs"}
+    assert set(SETUPTOOLS["packages"]) == folders | recipe_folders | mapped
+    assert SETUPTOOLS["package-dir"]["graddrop_dist.ds_configs"] == "ds_configs"
 
 
 def test_the_launcher_installs_under_the_project_name():
-    assert SETUPTOOLS["package-dir"] == {"graddrop_launcher": "launcher"}
+    assert SETUPTOOLS["package-dir"]["graddrop_launcher"] == "launcher"
     code = "import graddrop_launcher.cli as c; print(c.__file__)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60, cwd="/")
