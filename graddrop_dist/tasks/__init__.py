@@ -12,18 +12,22 @@ OFFLINE_TASKS = ["cldr-emoji", "chatterbot-topics"]
 TASKS = [*OFFLINE_TASKS, *(f"xglue-{name}" for name in XGLUE)]
 
 
-def reads_the_hub(name: str, data_dir: str | None) -> bool:
-    """Whether load_task would download (an XGLUE task without a release on disk)."""
-    return name not in OFFLINE_TASKS and not data_dir
+def reads_the_hub(name: str, hub_id: str | None) -> bool:
+    """Whether load_task would contact the Hugging Face hub (an XGLUE task read from a hub
+    dataset, not from a folder)."""
+    from pathlib import Path
+
+    return name not in OFFLINE_TASKS and bool(hub_id) and not Path(hub_id).expanduser().is_dir()
 
 
 def load_task(name: str, *, split_seed: int = 13, min_examples: int = 40,
-              data_dir: str | None = None, hub_id: str = "microsoft/xglue",
-              languages: list[str] | None = None, label: str = "group",
-              keywords: bool = False) -> TaskData:
-    """An offline task, or an XGLUE task from `data_dir` (the release on disk) or, when no
-    data_dir is given, from the Hugging Face hub. `languages`: evaluate only these (and the
-    training language). `label` and `keywords` are cldr-emoji's."""
+              data_dir: str | None = None, hub_id: str | None = None,
+              hub_revision: str | None = None, languages: list[str] | None = None,
+              label: str = "group", keywords: bool = False) -> TaskData:
+    """An offline task, or an XGLUE task from `data_dir` (the official release on disk) or
+    `hub_id` (the release converted to a `datasets` dataset: a folder or a hub id, read at
+    `hub_revision`). `languages`: evaluate only these (and the training language).
+    `label` and `keywords` are cldr-emoji's."""
     if name == "cldr-emoji":
         return build_cldr_emoji(seed=split_seed, label=label, keywords=keywords,
                                 languages=languages)
@@ -33,10 +37,14 @@ def load_task(name: str, *, split_seed: int = 13, min_examples: int = 40,
         xglue_name = name.removeprefix("xglue-")
         if data_dir:
             task = load_xglue_local(xglue_name, data_dir)
-        else:
+        elif hub_id:
             from graddrop_dist.tasks.xglue_hub import load_xglue_hub
 
-            task = load_xglue_hub(xglue_name, hub_id)
+            task = load_xglue_hub(xglue_name, hub_id, hub_revision)
+        else:
+            from graddrop_dist.tasks.xglue_hub import ROUTES
+
+            raise ValueError(f"task: {name} reads XGLUE, which is not here: {ROUTES}")
     else:
         raise ValueError(f"task.name: expected one of {', '.join(TASKS)}, got {name!r}")
     return only_languages(task, languages) if languages is not None else task

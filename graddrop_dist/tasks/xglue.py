@@ -96,37 +96,62 @@ def read_file(task: XGlueTask, path: Path) -> list:
     return examples
 
 
-def _split_examples(task: XGlueTask, folder: Path, split: str, language: str) -> list | None:
-    """One language's split: the release's own file, or for XNLI the original release's
-    all-language file; None when neither exists."""
-    path = folder / getattr(task, split).format(language)
-    if path.exists():
-        return read_file(task, path)
-    original = folder / f"xnli.{split}.tsv"
-    if task.name == "xnli" and original.exists():
-        return read_xnli_original(task, original, language)
-    return None
+def release_files(task: XGlueTask, folder: Path,
+                  languages: tuple[str, ...] | None = None) -> tuple[dict, list[str]]:
+    """Each split's file, by XGLUE's split names (`train`, `validation.<lang>`,
+    `test.<lang>`): (path, language) where the file holds several languages (the original
+    XNLI release's xnli.dev.tsv / xnli.test.tsv), else (path, None). Also the languages
+    that have neither a dev nor a test file."""
+    files, missing = {"train": (folder / task.train, None)}, []
+    for language in languages or task.languages:
+        found = {}
+        for split, hub_split in (("dev", "validation"), ("test", "test")):
+            path, original = folder / getattr(task, split).format(language), \
+                folder / f"xnli.{split}.tsv"
+            if path.exists():
+                found[f"{hub_split}.{language}"] = (path, None)
+            elif task.name == "xnli" and original.exists():
+                found[f"{hub_split}.{language}"] = (original, language)
+        if not found:
+            missing.append(language)
+        files.update(found)
+    return files, missing
+
+
+def read_split(task: XGlueTask, path: Path, language: str | None) -> list:
+    return read_file(task, path) if language is None else \
+        read_xnli_original(task, path, language)
+
+
+def drop_absent_languages(splits: dict, files: dict, missing: list[str]) -> dict:
+    """Without the splits an all-language file has no rows for (XNLI's original layout):
+    such a language is missing, like one without files."""
+    kept = {s: rows for s, rows in splits.items() if rows or files[s][1] is None}
+    languages = {s.split(".", 1)[1] for s in splits if "." in s}
+    missing.extend(sorted(lang for lang in languages
+                          if not any(s.endswith(f".{lang}") for s in kept)))
+    return kept
+
+
+def open_release(name: str, data_dir: str | Path) -> tuple[XGlueTask, Path]:
+    """The task (NC's categories read from its training file) and its release folder."""
+    task = XGLUE[name]
+    folder = _task_folder(task, data_dir)
+    return with_labels_from(task, folder / task.train), folder
 
 
 def load_xglue_local(name: str, data_dir: str | Path, *,
                      languages: tuple[str, ...] | None = None) -> TaskData:
     """Load an XGLUE task from the release on disk; languages without files are skipped."""
-    task = XGLUE[name]
-    folder = _task_folder(task, data_dir)
-    task = with_labels_from(task, folder / task.train)
-    dev, test, missing = {}, {}, []
-    for language in languages or task.languages:
-        found = {split: _split_examples(task, folder, split, language)
-                 for split in ("dev", "test")}
-        if found["dev"] is None and found["test"] is None:
-            missing.append(language)
-            continue
-        for split, examples in found.items():
-            if examples is not None:
-                (dev if split == "dev" else test)[language] = examples
-    return TaskData(name=f"xglue-{name}", labels=list(task.labels),
-                    train=read_file(task, folder / task.train), dev=dev, test=test,
-                    metric=task.metric, kind=task.kind,
+    task, folder = open_release(name, data_dir)
+    files, missing = release_files(task, folder, languages)
+    splits = {split: read_split(task, *where) for split, where in files.items()}
+    splits = drop_absent_languages(splits, files, missing)
+    dev = {s.split(".", 1)[1]: v for s, v in splits.items() if s.startswith("validation.")}
+    test = {s.split(".", 1)[1]: v for s, v in splits.items() if s.startswith("test.")}
+    return TaskData(name=f"xglue-{name}", labels=list(task.labels), train=splits["train"],
+                    dev=dev, test=test, metric=task.metric, kind=task.kind,
                     info={"source": str(folder), "languages_missing": missing})
 
-__all__ = ["DataFileError", "XGLUE", "XGlueTask", "load_xglue_local", "read_file"]
+__all__ = ["DataFileError", "XGLUE", "XGlueTask", "load_xglue_local", "open_release",
+           "read_file", "read_split", "release_files"]

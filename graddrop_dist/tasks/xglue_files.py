@@ -77,26 +77,51 @@ def with_labels_from(task, train_file: Path):
     return replace(task, labels=tuple(categories))
 
 
+# The columns of each classification file, named as XGLUE's hub features name them (typos
+# included: `relavance_label`, `wed_page_title`, `annswer`), the label last. The first text
+# is the example's text, the others joined by a space its pair; `id` is dropped.
+COLUMNS = {"xnli": ("premise", "hypothesis", "label"),
+           "paws-x": ("id", "sentence1", "sentence2", "label"),
+           "nc": ("news_title", "news_body", "news_category"),
+           "qadsm": ("query", "ad_title", "ad_description", "relevance_label"),
+           "wpr": ("query", "wed_page_title", "web_page_snippet", "relavance_label"),
+           "qam": ("question", "annswer", "label")}
+
+
+def _has_header(task, path: Path) -> bool:
+    # PAWS-X files have a header row, and of XNLI's only the English training .tsv does.
+    return task.name == "paws-x" or (task.name == "xnli" and path.suffix == ".tsv")
+
+
+def read_classification_rows(task, path: Path) -> list[tuple[str, dict]]:
+    """(where, row) per line: a dict of COLUMNS[task.name] without `id`, the label as the
+    file writes it (None in a file released without labels)."""
+    columns = COLUMNS.get(task.name)
+    if columns is None:
+        raise ValueError(f"not a classification task: {task.name}")
+    return [(where, {c: v for c, v in zip(columns, row) if c != "id"})
+            for where, row in _rows(path, len(columns), header=_has_header(task, path))]
+
+
+def classification_example(task, row: dict, label: int | None) -> Example:
+    """The example a row (file or hub) stands for, its label already an index (or None)."""
+    first, *rest = [c for c in COLUMNS[task.name][:-1] if c != "id"]
+    return Example(row[first], label, " ".join(row[c] for c in rest),
+                   group=row[first] if task.name == "wpr" else None)
+
+
+def label_index(task, value, where: str) -> int | None:
+    """A label as a file or hub dataset gives it: a name (aliases allowed), an index of a
+    hub ClassLabel (-1: none), or None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None if value < 0 else value
+    return _label(task, value, where)
+
+
 def read_classification(task, path: Path) -> list[Example]:
-    if task.name == "xnli":  # premise, hypothesis, label; the English train file has a header
-        return [Example(p, _label(task, label, where), h) for where, (p, h, label)
-                in _rows(path, 3, header=path.suffix == ".tsv")]
-    if task.name == "paws-x":  # id, sentence1, sentence2, label, with a header
-        return [Example(a, _label(task, label, where), b) for where, (_, a, b, label)
-                in _rows(path, 4, header=True)]
-    if task.name == "nc":  # title, body, category
-        return [Example(title, _label(task, label, where), body)
-                for where, (title, body, label) in _rows(path, 3, header=False)]
-    if task.name == "qadsm":  # query, ad title, ad description, label
-        return [Example(query, _label(task, label, where), f"{title} {description}")
-                for where, (query, title, description, label) in _rows(path, 4, header=False)]
-    if task.name == "wpr":  # query, page title, snippet, relevance 0-4; grouped by query
-        return [Example(query, _label(task, label, where), f"{title} {snippet}", group=query)
-                for where, (query, title, snippet, label) in _rows(path, 4, header=False)]
-    if task.name == "qam":  # question, passage, label
-        return [Example(question, _label(task, label, where), passage)
-                for where, (question, passage, label) in _rows(path, 3, header=False)]
-    raise ValueError(f"not a classification task: {task.name}")
+    label = COLUMNS.get(task.name, ("",))[-1]
+    return [classification_example(task, row, _label(task, row[label], where))
+            for where, row in read_classification_rows(task, path)]
 
 
 def _tagged_line(task, line: str) -> tuple[str, str | None]:

@@ -64,9 +64,14 @@ class TaskConfig:
     min_examples: int = 40
     """Languages with fewer labelled examples are not evaluated."""
     data_dir: str | None = None
-    """XGLUE: the release on disk (xglue_full_dataset/ or one task's folder); null reads
-    the Hugging Face hub dataset `hub_id` instead."""
-    hub_id: str = "microsoft/xglue"
+    """XGLUE: the official release on disk (xglue_full_dataset/ or one task's folder)."""
+    hub_id: str | None = None
+    """XGLUE instead from a `datasets` dataset without a loading script: a hub id (a
+    private repository the release was pushed to) or a local folder, as written by
+    graddrop-xglue-convert (one config per task; splits train, validation.<lang>,
+    test.<lang>)."""
+    hub_revision: str | None = None
+    """The hub dataset's branch, tag or commit (null: its default branch)."""
     languages: tuple[str, ...] | None = None
     """Evaluate only these languages (and the training language); null: every one."""
     label: Literal["group", "subgroup"] = "group"
@@ -79,6 +84,9 @@ class TaskConfig:
 
         if self.name not in TASKS:
             raise ValueError(f"task.name: expected one of {', '.join(TASKS)}, got {self.name!r}")
+        if self.data_dir and self.hub_id:
+            raise ValueError("task.data_dir / task.hub_id: give one, the release on disk or "
+                             "a converted dataset, not both")
         if self.name != "cldr-emoji" and (self.label != "group" or self.keywords):
             raise ValueError(f"task.label / task.keywords: cldr-emoji options, not "
                              f"{self.name}'s")
@@ -154,7 +162,8 @@ class BackendConfig:
     name: Literal[BACKEND_NAMES] = "single"
     """graddrop_dist.parallel.REGISTRY: single, ddp, fsdp1, fsdp2, deepspeed."""
     ds_config: str | None = None
-    """DeepSpeed JSON (ds_configs/zero3.json, ...); "auto" values come from `train`."""
+    """DeepSpeed JSON: a shipped one by name (zero0, zero1, zero2, zero3, zero3-offload) or
+    a file (in a YAML, relative to its folder); "auto" values come from `train`."""
     fsdp1_strategy: Literal["FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD"] = "FULL_SHARD"
     timeout_s: int = 600
     """Collective timeout: a dead rank makes the others fail after this long."""

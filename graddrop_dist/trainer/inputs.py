@@ -46,7 +46,9 @@ def layer_classes(model) -> tuple[type, ...]:
 def load_job_task(config: JobConfig):
     task = config.task
     return load_task(task.name, split_seed=task.split_seed, min_examples=task.min_examples,
-                     data_dir=task.data_dir, hub_id=task.hub_id, languages=None if task.languages is None else list(task.languages),
+                     data_dir=task.data_dir, hub_id=task.hub_id,
+                     hub_revision=task.hub_revision,
+                     languages=None if task.languages is None else list(task.languages),
                      label=task.label, keywords=task.keywords)
 
 

@@ -54,10 +54,9 @@ def preflight(config: JobConfig, *, rank: int, world_size: int, device,
               dry_run: bool = False, resume: str = "no", overwrite: bool = False) -> bool:
     """Every check that needs no peer. `resume`: "no", "yes" (--resume) or "auto"
     (--resume-or-start). Returns whether the job resumes."""
-    if not dry_run:  # a dry run may be on a login node whose network differs
-        from graddrop_dist.trainer.sources import check_sources
+    from graddrop_dist.trainer.sources import check_sources
 
-        check_sources(config)
+    check_sources(config, network=not dry_run)  # a login node's network may differ
     check_output_dir(config, rank, create=not dry_run)
     check_backend(config, world_size, device)
     check_trackers(config.output.report_to)

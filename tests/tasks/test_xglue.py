@@ -11,7 +11,6 @@ import pytest
 
 from graddrop_dist.tasks import load_task
 from graddrop_dist.tasks.xglue import XGLUE, DataFileError, load_xglue_local
-from graddrop_dist.tasks.xglue_hub import from_dataset_dict
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "xglue"
 RELEASE = FIXTURES / "xglue_full_dataset"
@@ -67,40 +66,6 @@ def test_missing_release_names_the_expected_file(tmp_path):
         load_xglue_local("xnli", tmp_path)
 
 
-def _hub_rows(name, examples, labels):
-    """Rows with the hub dataset's feature names (its loading script's schema)."""
-    rows = []
-    for e in examples:
-        if name == "xnli":
-            rows.append({"premise": e.text, "hypothesis": e.text_pair, "label": e.label})
-        elif name == "wpr":
-            title, _, snippet = e.text_pair.partition(" ")
-            rows.append({"query": e.text, "wed_page_title": title, "web_page_snippet": snippet,
-                         "relavance_label": e.label})
-        elif name == "ner":
-            rows.append({"words": list(e.words), "ner": [labels[t] for t in e.tags]})
-        elif name == "mlqa":
-            rows.append({"id": e.id, "question": e.question, "context": e.context,
-                         "answers": {"text": [a for a, _ in e.answers],
-                                     "answer_start": [s for _, s in e.answers]}})
-    return rows
-
-
-@pytest.mark.parametrize("name", ["xnli", "wpr", "ner", "mlqa"])
-def test_hub_dataset_converts_to_the_same_task(name):
-    import datasets
-
-    local = load_xglue_local(name, FIXTURES)
-    splits = {"train": local.train, **{f"validation.{k}": v for k, v in local.dev.items()},
-              **{f"test.{k}": v for k, v in local.test.items()}}
-    hub = datasets.DatasetDict({split: datasets.Dataset.from_list(
-        _hub_rows(name, examples, local.labels)) for split, examples in splits.items()})
-    converted = from_dataset_dict(name, hub)
-    assert converted.dev == local.dev and converted.test == local.test
-    if name != "wpr":  # the hub joins title and snippet the same way; train order kept
-        assert converted.train == local.train
-
-
 def test_load_task_routes_xglue_names_to_the_local_release():
     task = load_task("xglue-qam", data_dir=str(FIXTURES))
     assert task.name == "xglue-qam" and task.metric == "accuracy"
@@ -149,12 +114,14 @@ def test_short_training_run_per_task_family(tiny_checkpoint, tmp_path, name):
 def test_cluster_recipes_are_valid_jobs(name):
     from graddrop_dist.trainer.config_file import load_job_config
 
-    repo = Path(__file__).resolve().parents[2]
-    recipe = repo / "configs" / "xglue" / f"{name}.yaml"
+    from graddrop_dist.recipes import ds_config_file
+
+    recipe = f"xglue/{name}"
     config = load_job_config(recipe)
     assert config.task.name == f"xglue-{name}"
     assert config.model.name_or_path == "xlm-roberta-large"
-    assert (repo / config.backend.ds_config).exists()
+    assert config.backend.ds_config == "zero3" and ds_config_file("zero3").is_file()
+    assert (config.task.data_dir, config.task.hub_id) == (None, None)  # the user's to give
     assert load_job_config(recipe, ["graddrop.method=full"]).graddrop.method == "full"
     expected_lr = {"pos": 2e-5, "mlqa": 3e-5}.get(name, 5e-6)
     assert config.train.lr == expected_lr
