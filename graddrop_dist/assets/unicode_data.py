@@ -6,7 +6,7 @@ name and keywords per locale). Debian ships both (`unicode-data`, `unicode-cldr-
 licence Unicode-DFS-2016) under /usr/share/unicode. They are found, in order, under
 $GRADDROP_UNICODE_DIR, /usr/share/unicode (a system install) or the cache, where
 `fetch()` extracts just these files from the two packages fetched by `apt-get download`
-(no root needed). Run `python -m graddrop_dist.assets.unicode_data` to fetch them.
+(no root needed). `python -m graddrop_dist.assets` fetches them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -58,8 +57,7 @@ def unicode_dir() -> Path:
         if complete(root):
             return root
     raise UnicodeDataMissing("the Unicode emoji and CLDR annotation files are not installed: "
-                             "run `python -m graddrop_dist.assets.unicode_data` (make setup "
-                             f"does), or {HOW_TO_INSTALL}")
+                             f"run `python -m graddrop_dist.assets`, or {HOW_TO_INSTALL}")
 
 
 def _extract(deb: Path, into: Path) -> None:
@@ -102,20 +100,3 @@ def fetch(destination: Path | None = None) -> Path:
             shutil.move(str(tree / "doc"), str(staging / "licences"))
             shutil.rmtree(staging / "usr")
     return destination
-
-
-def main() -> int:
-    try:
-        root = unicode_dir()
-    except UnicodeDataMissing:
-        try:
-            root = fetch()
-        except (UnicodeDataMissing, subprocess.CalledProcessError) as error:
-            print(f"graddrop: {error}", file=sys.stderr)
-            return 1
-    print(f"Unicode emoji data and CLDR annotations: {root}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

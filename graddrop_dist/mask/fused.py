@@ -14,8 +14,10 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -59,12 +61,24 @@ def cache_dir() -> Path:
     return cache_root() / "kernels"
 
 
+def compiler_command() -> list[str]:
+    """$CC split as a shell splits it (`CC="gcc -std=c99"`), else gcc or cc from PATH."""
+    configured = os.environ.get("CC", "").strip()
+    if configured:
+        command = shlex.split(configured)
+        if shutil.which(command[0]) is None:
+            raise RuntimeError(f"CC={configured}: {command[0]} is not an executable on PATH")
+        return command
+    found = shutil.which("gcc") or shutil.which("cc")
+    if found is None:
+        raise RuntimeError("no C compiler (gcc/cc) on PATH")
+    return [found]
+
+
 def _build() -> Path:
     source = _SOURCE.read_bytes()
-    compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
-    if compiler is None:
-        raise RuntimeError("no C compiler (gcc/cc) on PATH")
-    tag = hashlib.sha256(source + " ".join(_CFLAGS).encode() + compiler.encode()).hexdigest()[:16]
+    compiler = compiler_command()
+    tag = hashlib.sha256(source + " ".join([*_CFLAGS, *compiler]).encode()).hexdigest()[:16]
     target = cache_dir() / f"graddrop_kernel_{tag}.so"
     if target.exists():
         return target
@@ -72,11 +86,22 @@ def _build() -> Path:
     # half-written library.
     try:
         with staged_file(target, suffix=".so") as partial:
-            subprocess.run([compiler, *_CFLAGS, "-o", str(partial), str(_SOURCE)],
+            subprocess.run([*compiler, *_CFLAGS, "-o", str(partial), str(_SOURCE)],
                            check=True, capture_output=True, text=True, timeout=120)
     except subprocess.CalledProcessError as error:
-        raise RuntimeError(f"{compiler} failed: {error.stderr.strip()[:500]}") from None
+        said = error.stderr.strip()[:500] or f"exit status {error.returncode}, no message"
+        raise RuntimeError(f"{shlex.join(compiler)} failed: {said}") from None
     return target
+
+
+def _caller_stacklevel() -> int:
+    """The stacklevel of the first frame outside graddrop_dist.mask: a warning names the
+    code that asked for a mask, not the dispatcher."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(
+            "graddrop_dist.mask"):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _load() -> ctypes.CDLL | None:
@@ -107,7 +132,8 @@ def _load() -> ctypes.CDLL | None:
                     raise RuntimeError(f"GRADDROP_KERNEL=fused but the kernel failed to build: "
                                        f"{error}") from error
                 warnings.warn(f"graddrop_dist: fused mask kernel unavailable ({error}); "
-                              "using the reference torch path", RuntimeWarning, stacklevel=3)
+                              "using the reference torch path", RuntimeWarning,
+                              stacklevel=_caller_stacklevel())
                 _load_failed = True
     return _library
 

@@ -88,5 +88,5 @@ def test_nothing_installed_names_the_command(tmp_path, monkeypatch):
     monkeypatch.delenv("GRADDROP_UNICODE_DIR", raising=False)
     monkeypatch.setenv("GRADDROP_CACHE", str(tmp_path))
     monkeypatch.setattr(unicode_data, "SYSTEM_DIR", tmp_path / "absent")
-    with pytest.raises(UnicodeDataMissing, match="python -m graddrop_dist.assets.unicode_data"):
+    with pytest.raises(UnicodeDataMissing, match=r"run `python -m graddrop_dist.assets`"):
         unicode_dir()
