@@ -42,7 +42,8 @@ def corpus_dir() -> Path:
 
     spec = importlib.util.find_spec("chatterbot_corpus")
     if spec is None:
-        raise FileNotFoundError("chatterbot-corpus is not installed (make setup installs it)")
+        raise FileNotFoundError("chatterbot-corpus is not installed: pip install "
+                                "'graddrop-dist[demo]'")
     return Path(list(spec.submodule_search_locations)[0]) / "data"
 
 
