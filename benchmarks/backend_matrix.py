@@ -34,7 +34,7 @@ def job_for(base: dict, backend: str, precision: str, steps: int, folder: Path) 
 
 
 def run_one(data: dict, device: torch.device) -> dict:
-    from graddrop_dist.trainer.config import JobConfig
+    from graddrop_dist.trainer.job_config import JobConfig
     from graddrop_dist.trainer.job import run_job
 
     if device.type == "cuda":

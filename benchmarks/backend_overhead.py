@@ -29,8 +29,8 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 import torch  # noqa: E402
 
 from graddrop_dist import GradDrop, GradDropConfig  # noqa: E402
-from graddrop_dist.parallel import TrainSettings, wrap  # noqa: E402
-from graddrop_dist.dist.local_ranks import run_ranks  # noqa: E402
+from graddrop_dist.backends import TrainSettings, wrap  # noqa: E402
+from graddrop_dist.testing.local_ranks import run_ranks  # noqa: E402
 from paired import Goal, alternate, ratio_interval, resident_kib, timed_with_peak  # noqa: E402
 
 DS_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ds_configs")

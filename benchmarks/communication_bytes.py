@@ -25,8 +25,8 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
 from graddrop_dist import GradDrop, GradDropConfig  # noqa: E402
-from graddrop_dist.parallel import TrainSettings, wrap  # noqa: E402
-from graddrop_dist.dist.local_ranks import run_ranks  # noqa: E402
+from graddrop_dist.backends import TrainSettings, wrap  # noqa: E402
+from graddrop_dist.testing.local_ranks import run_ranks  # noqa: E402
 from paired import Goal, alternate, ratio_interval  # noqa: E402
 
 

@@ -38,7 +38,7 @@ def start_process_group() -> torch.device:
     """World size 1 under NCCL on GPU 0: what every backend needs to wrap."""
     import torch.distributed as dist
 
-    from graddrop_dist.dist.device import bind, resolve_device
+    from graddrop_dist.ranks.device import bind, resolve_device
 
     os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
     os.environ.setdefault("MASTER_PORT", "29555")

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from graddrop_dist import GradDrop, GradDropConfig
-from graddrop_dist.parallel import TrainSettings, wrap
+from graddrop_dist.backends import TrainSettings, wrap
 from paired import alternate, ratio_interval
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -95,7 +95,7 @@ def worker(rank: int, port: int, backend: str, rate: float, compact: bool,
 
     from communication_bytes import counted_collectives
     from graddrop_dist import GradDrop, GradDropConfig
-    from graddrop_dist.parallel import TrainSettings, wrap
+    from graddrop_dist.backends import TrainSettings, wrap
 
     dist.init_process_group("gloo", init_method=f"tcp://{ADDRESSES[0]}:{port}", rank=rank,
                             world_size=2)

@@ -90,7 +90,7 @@ def pairs_on_rank(rank, world_size, backend_name, pairs, batch_size, length, con
     from transformers.models.xlm_roberta.modeling_xlm_roberta import XLMRobertaLayer
 
     from graddrop_dist import GradDrop, GradDropConfig
-    from graddrop_dist.parallel import TrainSettings, wrap
+    from graddrop_dist.backends import TrainSettings, wrap
 
     process_gib = resident_kib() / 2**20  # before the model exists
     config = XLMRobertaConfig.from_json_file(str(config_path))
@@ -138,7 +138,7 @@ def report(name: str, ranks: list[dict], world: int) -> str:
 
 
 def main(argv=None) -> None:
-    from graddrop_dist.dist.local_ranks import run_ranks
+    from graddrop_dist.testing.local_ranks import run_ranks
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="fsdp2,deepspeed")

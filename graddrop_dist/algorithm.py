@@ -1,12 +1,12 @@
 """GradDrop: the algorithm object. It decides *which* mask a gradient gets (a `MaskSpec`
-per parameter and step); a backend adapter (graddrop_dist/backends/) decides *where* in the
+per parameter and step); a backend adapter (graddrop_dist/adapters/) decides *where* in the
 backward pass it is applied.
 
 The mask step is the optimizer step, never the micro-batch: every micro-batch of one
 accumulated step sees the same mask, so masking before or after a reduction, or before
 or after accumulation, is the same operation.
 
-What an adapter sees of GradDrop is narrow (`MaskSource` in backends/base.py): `spec(name)`,
+What an adapter sees of GradDrop is narrow (`MaskSource` in adapters/base.py): `spec(name)`,
 the mask of a parameter at the current step (None: left alone); `maskable(name)`, whether
 it is ever masked; `compact`; and `optimizer_stepped()`.
 """
@@ -20,9 +20,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from graddrop_dist.backends import adapter_for, unwrap_optimizer
+from graddrop_dist.adapters import adapter_for, unwrap_optimizer
 from graddrop_dist.config import GradDropConfig
-from graddrop_dist.dist.agreement import raise_on_disagreement
+from graddrop_dist.ranks.agreement import raise_on_disagreement
 from graddrop_dist.mask import canonical_name, dispatch
 from graddrop_dist.mask.spec import MaskSpec, mask_code_version
 from graddrop_dist.variants import (Draw, ParamPlan, mask_schedule, may_be_masked,
@@ -52,7 +52,7 @@ class GradDrop:
     def attach(self, model, optimizer=None, *, steps_per_epoch: int | None = None,
                adapter=None) -> GradDrop:
         """adapter: the adapter class to use (a trainer backend names its own); by default
-        it is chosen from what `model` is (graddrop_dist.backends.adapter_for)."""
+        it is chosen from what `model` is (graddrop_dist.adapters.adapter_for)."""
         if self._adapter is not None:
             raise RuntimeError("GradDrop is already attached; call detach() first")
         if steps_per_epoch is not None and steps_per_epoch < 1:

@@ -2,5 +2,5 @@
 
 Installed as `graddrop_launcher` (this folder's name in the repository is `launcher/`), so
 nothing generic lands in site-packages. How a rank finds itself once started is
-graddrop_dist.dist.discovery, shared with graddrop-train.
+graddrop_dist.ranks.discovery, shared with graddrop-train.
 """

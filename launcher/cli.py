@@ -70,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 def check_job(trainer_args: list[str], world_size: int) -> None:
     """The job config, validated once here for the launch's rank count, instead of once
     per rank after the launch (each with the launcher's traceback around it)."""
-    from graddrop_dist.trainer.config import ConfigError
-    from graddrop_dist.trainer.config_file import load_job_config
+    from graddrop_dist.trainer.job_config import ConfigError
+    from graddrop_dist.trainer.job_file import load_job_config
 
     config, *rest = trainer_args
     overrides = [arg for arg in rest if not arg.startswith("--")]

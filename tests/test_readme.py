@@ -146,7 +146,7 @@ def run_example(rank, world_size, source: str):
 
 @pytest.mark.parametrize("index", range(len(python_examples())))
 def test_readme_python_example_runs(index):
-    from graddrop_dist.dist.local_ranks import run_ranks
+    from graddrop_dist.testing.local_ranks import run_ranks
 
     (defined,) = run_ranks(run_example, 1, python_examples()[index], timeout=120)
     assert defined  # the example ran to its end

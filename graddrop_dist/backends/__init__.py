@@ -1,78 +1,29 @@
-"""One adapter per backend; `adapter_for` picks it from the object handed to attach().
+"""How the trainer runs a model on each backend: one class per backend, found by name.
 
-| backend | where the mask is applied (before the reduction) |
-|---|---|
-| single process | tensor hook on each parameter |
-| DDP | tensor hook (before the reducer's AccumulateGrad hook) |
-| FSDP1 | communication hook on each unit's full flat gradient |
-| FSDP2 | custom reduce-scatter on each group's flat buffer |
-| DeepSpeed ZeRO 0-3 | tensor hook (full gradient, before the engine's reduction) |
+| name | class | GradDrop adapter (graddrop_dist/adapters/) |
+|---|---|---|
+| single | `SingleBackend` (the module on its device) | tensor hooks |
+| ddp | `DDPBackend` | DDP communication hook |
+| fsdp1 | `FSDP1Backend` (a unit per encoder layer) | FSDP1 communication hook |
+| fsdp2 | `FSDP2Backend` (`fully_shard` per encoder layer) | custom reduce-scatter |
+| deepspeed | `DeepSpeedBackend` (ZeRO 0-3, the JSON's precision and offload) | tensor hooks |
+
+    backend = wrap(model, "fsdp2", settings=TrainSettings(precision="bf16"), device=device)
+    graddrop = backend.attach(GradDrop(config))
+    loss = backend.train_step(micro_batches)
 """
 
 from __future__ import annotations
 
-import sys
-
-import torch
-
-from graddrop_dist.backends.base import Adapter, TensorHookAdapter
+from graddrop_dist.backends.base import Backend, NonFiniteGradient
+from graddrop_dist.backends.settings import TrainSettings
+from graddrop_dist.backends.registry import BACKEND_NAMES, backend_class
 
 
-def _is_deepspeed_engine(model) -> bool:
-    if "deepspeed" not in sys.modules:
-        return False
-    from deepspeed import DeepSpeedEngine
-
-    return isinstance(model, DeepSpeedEngine)
+def wrap(model, name: str, **kwargs) -> Backend:
+    """`model` wrapped for backend `name` (keywords: Backend's and that backend's own)."""
+    return backend_class(name)(model, **kwargs)
 
 
-def unwrap_optimizer(optimizer):
-    """The optimizer that really steps: accelerate's `AcceleratedOptimizer` (and its
-    DeepSpeed wrapper) keep it in `.optimizer` and are torch optimizers only by type (no
-    hook registries), so step hooks go on what they wrap. A wrapper steps the inner one
-    only on a synchronising micro-batch and not when the fp16 scaler skips the step, so a
-    hook there counts exactly the applied optimizer steps."""
-    if "accelerate" in sys.modules:
-        from accelerate.optimizer import AcceleratedOptimizer
-
-        while isinstance(optimizer, AcceleratedOptimizer):
-            optimizer = optimizer.optimizer
-    return optimizer
-
-
-def adapter_for(model, optimizer=None) -> Adapter:
-    """The adapter for what `model` is (a DeepSpeed engine, DDP, FSDP1, FSDP2, a module)."""
-    from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
-    from torch.nn.parallel import DistributedDataParallel
-
-    optimizer = unwrap_optimizer(optimizer)
-
-    if _is_deepspeed_engine(model):
-        from graddrop_dist.backends.deepspeed_engine import DeepSpeedAdapter
-
-        if optimizer is not None and optimizer is not model.optimizer:
-            raise ValueError("GradDrop.attach(engine): pass no optimizer; the engine's "
-                             "own optimizer steps are counted")
-        return DeepSpeedAdapter(model, None)
-    if isinstance(model, DistributedDataParallel):
-        from graddrop_dist.backends.ddp import DDPAdapter
-
-        return DDPAdapter(model, optimizer)
-    if isinstance(model, FullyShardedDataParallel):
-        from graddrop_dist.backends.fsdp1 import FSDP1Adapter
-
-        return FSDP1Adapter(model, optimizer)
-    if isinstance(model, torch.nn.Module):
-        modules = list(model.modules())
-        if any(isinstance(m, FSDPModule) for m in modules):
-            from graddrop_dist.backends.fsdp2 import FSDP2Adapter
-
-            return FSDP2Adapter(model, optimizer)
-        if any(isinstance(m, (FullyShardedDataParallel, DistributedDataParallel))
-               for m in modules):
-            raise TypeError("GradDrop.attach: pass the outermost DDP / FSDP1 wrapper, "
-                            "not a module that contains one")
-        return TensorHookAdapter(model, optimizer)
-    raise TypeError(f"GradDrop.attach: unsupported model type {type(model).__name__}; "
-                    "expected a torch.nn.Module, a DDP / FSDP1 / FSDP2 module or a "
-                    "DeepSpeed engine")
+__all__ = ["BACKEND_NAMES", "Backend", "NonFiniteGradient", "TrainSettings", "backend_class",
+           "wrap"]

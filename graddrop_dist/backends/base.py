@@ -1,150 +1,248 @@
-"""What every backend adapter does: list the parameters under their full (unsharded)
-shapes, apply the mask at the right place, and tell GradDrop when the optimizer stepped.
+"""The backend contract, and the way most backends fulfil it.
 
-An adapter sees GradDrop only through `MaskSource`: the spec of a parameter's mask at the
-current step, whether a parameter is ever masked, whether to compact the collective, and
-the callback for an optimizer step.
+A backend owns what differs between one process, DDP, FSDP and DeepSpeed: wrapping the
+model on its device, one optimizer step over micro-batches (accumulation without
+synchronisation, autocast, loss scaling, clipping after masking, the non-finite policy),
+the full parameters for export, checkpoints (and whether they load on another world
+size), and the GradDrop adapter that masks its gradients before the reduction. Subclasses
+override only what differs: `wrap`, `no_sync`, `make_scaler`, `grad_norm`,
+`full_parameters`, the checkpoint methods.
+
+Loss scaling commutes with the mask: the mask multiplies each element by 0 or a constant
+that depends only on (seed, step, name, index), never on the value, so masking the scaled
+gradient and unscaling it gives the masked unscaled gradient, and the kept positions are
+the ones an fp32 run keeps. An fp16 step whose gradients overflow never reaches the
+optimizer, so the GradDrop step (counted on optimizer steps) does not advance either.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Iterable, Protocol
+import contextlib
+import gc
+import math
+from typing import Callable
 
 import torch
 
-from graddrop_dist.mask import canonical_name, dispatch
-from graddrop_dist.mask.spec import MaskSpec
+from graddrop_dist.mask import canonical_name
+from graddrop_dist.backends.checkpointing import DistributedCheckpointing
+from graddrop_dist.backends.placement import move_batch
+from graddrop_dist.backends.settings import TrainSettings
+
+# An fp16 overflow with the loss scale already this low is a non-finite gradient, not an
+# overflow (DeepSpeed's default min_loss_scale).
+MIN_LOSS_SCALE = 1.0
 
 
-class MaskSource(Protocol):
-    compact: bool
-
-    def maskable(self, name: str) -> bool: ...
-
-    def spec(self, name: str) -> MaskSpec | None: ...
-
-    def optimizer_stepped(self) -> None: ...
+class NonFiniteGradient(ValueError):
+    """A NaN / Inf gradient under train.nonfinite=stop, or one DeepSpeed has applied."""
 
 
-class Adapter:
-    backend = "abstract"
-    distributed = False
+def linear_schedule(optimizer, warmup_steps: int, total_steps: int):
+    """Linear warmup to the optimizer's lr, then linear decay to 0 at total_steps (the
+    formula of transformers' get_linear_schedule_with_warmup)."""
 
-    def __init__(self, model, optimizer=None) -> None:
-        self.model = model
-        self.optimizer = optimizer
-        self.source: MaskSource | None = None
-        self._handles: list = []
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return float(step) / float(max(1, warmup_steps))
+        return max(0.0, float(total_steps - step) / float(max(1, total_steps - warmup_steps)))
 
-    def named_parameters(self) -> Iterable[tuple[str, torch.nn.Parameter]]:
-        """Parameters under their raw names (GradDrop canonicalizes them)."""
-        return self.model.named_parameters()
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
-    def full_shape(self, param: torch.nn.Parameter) -> tuple[int, ...]:
-        """The unsharded shape: what the mask's global element index runs over."""
-        return tuple(param.shape)
 
-    def named_parameter_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
-        return [(name, self.full_shape(param)) for name, param in self.named_parameters()]
+def _loss(output):
+    return output.loss
 
-    def process_group(self):
-        return None  # the default group, when distributed
 
-    def install(self, source: MaskSource) -> None:
-        self.source = source
-        self._params = {canonical_name(n): p for n, p in self.named_parameters()}
-        if any(source.maskable(name) for name in self._params):
-            self.install_masking()
-        self.install_step_counter()
+class Backend(DistributedCheckpointing):
+    name = "abstract"
+    distributed = True  # runs under a process group (single does not)
+    can_reshard = True  # its checkpoints load on another world size
+    adapter: type | None = None  # the GradDrop adapter (graddrop_dist/adapters/)
+    options: tuple[str, ...] = ()  # BackendConfig fields it reads (constructor keywords)
+    required: tuple[str, ...] = ()  # ... of which these must be set
+    compaction_refusal: str | None = None  # why graddrop.compact cannot work here, if not
 
-    def install_masking(self) -> None:
+    def __init__(self, model: torch.nn.Module, *, settings: TrainSettings | None = None,
+                 device: torch.device | str | None = None, layer_classes: tuple = (),
+                 make_optimizer: Callable | None = None, **options) -> None:
+        self.settings = settings or TrainSettings()
+        self.device = torch.device(device if device is not None else "cpu")
+        self.skipped_steps = 0  # non-finite steps skipped (train.nonfinite=skip)
+        self.overflow_steps = 0  # fp16 steps skipped by the loss scaler
+        self.model, self.optimizer, self.scheduler = self.build(
+            model, tuple(layer_classes), make_optimizer, **options)
+        self.scaler = self.make_scaler() if self.settings.precision == "fp16" else None
+
+    # ------------------------------------------------------------------ configuration
+    @classmethod
+    def check_config(cls, backend_config) -> None:
+        """A BackendConfig field this backend does not read must keep its default; the
+        ones it requires must be set."""
+        for field in cls.required:
+            if not getattr(backend_config, field):
+                raise ValueError(f"backend.{field}: required when backend.name is {cls.name}")
+        for field, default in backend_config.defaults().items():
+            if field not in cls.options and getattr(backend_config, field) != default:
+                keep = "unset" if default is None else f"at {default}"
+                raise ValueError(f"backend.{field}: not used by backend.name {cls.name}; "
+                                 f"leave it {keep}, or pick a backend that reads it")
+
+    @classmethod
+    def options_from(cls, backend_config) -> dict:
+        return {field: getattr(backend_config, field) for field in cls.options}
+
+    @classmethod
+    def preflight(cls, *, settings: TrainSettings, device: torch.device, world_size: int,
+                  **options) -> None:
+        """Checks that need no process group (a bad DeepSpeed JSON, ...): one line each."""
+
+    # ------------------------------------------------------------------ building
+    def build(self, model, layer_classes, make_optimizer, **options):
+        wrapped = self.wrap(model, layer_classes, **options)
+        # Frozen (requires_grad=False) parameters get no optimizer state.
+        params = [p for p in wrapped.parameters() if p.requires_grad]
+        optimizer = (make_optimizer or self.default_optimizer)(params)
+        return wrapped, optimizer, self.default_scheduler(optimizer)
+
+    def wrap(self, model: torch.nn.Module, layer_classes: tuple) -> torch.nn.Module:
         raise NotImplementedError
 
-    def install_step_counter(self) -> None:
-        if self.optimizer is None:
-            return  # the caller drives GradDrop.optimizer_stepped() itself
-        source = self.source
-        self._handles.append(self.optimizer.register_step_post_hook(
-            lambda *_: source.optimizer_stepped()))
+    def default_optimizer(self, params):
+        # The fused kernel is the fastest AdamW on CUDA; CPU has none.
+        return torch.optim.AdamW(params, lr=self.settings.lr,
+                                 weight_decay=self.settings.weight_decay,
+                                 fused=self.device.type == "cuda" or None)
 
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+    def default_scheduler(self, optimizer):
+        if not self.settings.total_steps:
+            return None
+        return linear_schedule(optimizer, self.settings.warmup_steps,
+                               self.settings.total_steps)
 
+    def make_scaler(self):
+        return torch.amp.GradScaler(self.device.type)
 
-class TensorHookAdapter(Adapter):
-    """Mask each parameter's full local gradient before it accumulates (single process;
-    DDP's tensor-hook path and DeepSpeed reuse it), hence before DDP's reducer and
-    DeepSpeed's reduction hooks: what accumulates and what is reduced is already masked.
+    @property
+    def module(self) -> torch.nn.Module:
+        """The user's model inside the wrapper."""
+        return self.model
 
-    A tensor hook must not modify its argument (autograd may hand the same tensor to
-    another input), so masking there costs a second full-size gradient: 1 GB for
-    XLM-R-Large's embedding. When `param.grad` is still empty, the hook lets the gradient
-    through and a post-accumulate hook, run before every other one, masks `param.grad` in
-    place instead: AccumulateGrad either steals a gradient nothing else holds or stores a
-    copy, so `param.grad` is this parameter's own and holds exactly this micro-batch.
-    When a gradient is already accumulated there, the tensor hook masks a copy as before.
-    """
+    @property
+    def graddrop_optimizer(self):
+        """What GradDrop counts optimizer steps on (None: the adapter counts them)."""
+        return self.optimizer
 
-    backend = "single"
+    def attach(self, graddrop, *, steps_per_epoch: int | None = None):
+        return graddrop.attach(self.model, self.graddrop_optimizer,
+                               steps_per_epoch=steps_per_epoch, adapter=self.adapter)
 
-    def install_masking(self) -> None:
-        for name, param in self._params.items():
-            if self.source.maskable(name) and param.requires_grad:
-                self._handles.extend(_mask_before_accumulation(self.source, name, param))
+    # ------------------------------------------------------------------ one step
+    def to_device(self, batch: dict) -> dict:
+        return move_batch(batch, self.device)
 
+    def autocast(self):
+        dtype = self.settings.autocast_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
 
-def _mask_before_accumulation(source: MaskSource, name: str, param: torch.nn.Parameter):
-    """The handles of a parameter's mask hooks (the docstring above says which masks)."""
-    pending: list[MaskSpec | None] = [None]  # set by the tensor hook for the post hook
+    def no_sync(self):
+        """Skip the gradient reduction (a micro-batch before the last one)."""
+        return contextlib.nullcontext()
 
-    def mask_post_accumulate(param: torch.Tensor) -> None:
-        spec, pending[0] = pending[0], None
-        if spec is None:
+    def train_step(self, micro_batches, loss_fn: Callable = _loss) -> float:
+        """One optimizer step over `micro_batches` (gradient accumulation); mean loss."""
+        self.optimizer.zero_grad(set_to_none=True)
+        count = len(micro_batches)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        for index, batch in enumerate(micro_batches):
+            batch = self.to_device(batch)
+            sync = contextlib.nullcontext() if index == count - 1 else self.no_sync()
+            with sync:
+                with self.autocast():
+                    loss = loss_fn(self.model(**batch))
+                scaled = loss / count
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            total += loss.detach()
+        self._finish_step()
+        return float(total) / count
+
+    def _finish_step(self) -> None:
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        norm = self.grad_norm(self.settings.max_grad_norm or math.inf)
+        if not math.isfinite(norm):
+            # Every rank sees the same reduced norm, so every rank decides the same.
+            self._skip_step(norm)
             return
-        if param.grad.is_contiguous():
-            dispatch.apply_mask(spec, param.grad, out=param.grad)
-        else:  # a gradient laid out like a strided parameter
-            param.grad.copy_(dispatch.apply_mask(spec, param.grad))
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
 
-    post = param.register_post_accumulate_grad_hook(mask_post_accumulate)
-    in_place = _run_first(param, post)
+    def _skip_step(self, norm: float) -> None:
+        """The optimizer does not step, so the GradDrop mask step does not advance."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            scale = self.scaler.get_scale()
+            self.scaler.update()  # the scale backs off
+            if scale > MIN_LOSS_SCALE:
+                self.overflow_steps += 1
+                return
+        if self.settings.nonfinite == "stop":
+            raise NonFiniteGradient(f"non-finite gradient norm ({norm}); "
+                                    "train.nonfinite=stop")
+        self.skipped_steps += 1
 
-    def mask_hook(grad: torch.Tensor) -> torch.Tensor:
-        spec = source.spec(name)
-        # Only where AccumulateGrad runs next (not torch.autograd.grad, which returns the
-        # hook's tensor), and not under create_graph, where param.grad is the graph's own.
-        later = (in_place and param.grad is None and not torch.is_grad_enabled()
-                 and _accumulates(param))
-        pending[0] = spec if later else None
-        return grad if spec is None or later else dispatch.apply_mask(spec, grad)
+    def grad_norm(self, max_norm: float) -> float:
+        """Clip the (masked, reduced) gradients to max_norm (inf: only measure); their
+        global L2 norm."""
+        norm = torch.nn.utils.clip_grad_norm_(
+            [p for p in self.model.parameters() if p.grad is not None], max_norm)
+        if hasattr(norm, "full_tensor"):  # FSDP2: a DTensor partial norm
+            norm = norm.full_tensor()
+        return float(norm)
 
-    return [param.register_hook(mask_hook), post]
+    def current_lr(self) -> float:
+        groups = self.optimizer.param_groups
+        return float(groups[0]["lr"]) if groups else 0.0
+
+    # ------------------------------------------------------------------ export, checkpoints
+    def full_parameters(self) -> dict[str, torch.Tensor]:
+        """Every parameter, unsharded, on the CPU, under canonical names (a collective:
+        call it on every rank)."""
+        return canonical_on_cpu(self.module.named_parameters())
+
+    def local_weights(self) -> dict[str, torch.Tensor]:
+        """This rank's storage of every trainable parameter, the tensors forward reads
+        (a replica, or this rank's shard: a DTensor's local part, a flat shard's view)."""
+        return {name: param.data for name, param in self.module.named_parameters()
+                if param.requires_grad}
+
+    def snapshot_weights(self) -> dict[str, torch.Tensor]:
+        """A CPU copy of `local_weights` (no collective: every rank keeps its own part)."""
+        return {name: tensor.detach().to("cpu", copy=True)
+                for name, tensor in self.local_weights().items()}
+
+    def restore_weights(self, snapshot: dict[str, torch.Tensor]) -> None:
+        """Put a `snapshot_weights` copy back (to evaluate the best epoch's model)."""
+        weights = self.local_weights()
+        if set(weights) != set(snapshot):
+            raise ValueError("restore_weights: the snapshot holds other parameters "
+                             f"({len(snapshot)} vs {len(weights)})")
+        with torch.no_grad():
+            for name, tensor in weights.items():
+                tensor.copy_(snapshot[name].to(tensor.device))
+
+    def close(self) -> None:
+        self.model = self.optimizer = self.scheduler = self.scaler = None
+        gc.collect()
 
 
-def _accumulates(param: torch.Tensor) -> bool:
-    """Whether this backward runs the parameter's AccumulateGrad node (autograd.grad never
-    does: torch refuses to answer for a leaf there). The node is looked up now, while the
-    graph holds it: one kept from before would carry the shape the parameter had then
-    (under ZeRO-3, an empty partition) and make autograd reject the full gradient."""
-    will_execute = getattr(torch._C, "_will_engine_execute_node", None)
-    if will_execute is None:  # a torch without it: the copy path, always correct
-        return False
-    with torch.enable_grad():
-        node = param.view_as(param).grad_fn.next_functions[0][0]
-    try:
-        return will_execute(node)
-    except RuntimeError:
-        return False
-
-
-def _run_first(param: torch.Tensor, handle) -> bool:
-    """Move a post-accumulate hook before those registered earlier (DeepSpeed's reduction
-    hooks); False where this torch keeps them otherwise than in an OrderedDict."""
-    hooks = getattr(param, "_post_accumulate_grad_hooks", None)
-    if not isinstance(hooks, OrderedDict) or handle.id not in hooks:
-        return False
-    hooks.move_to_end(handle.id, last=False)
-    return True
+def canonical_on_cpu(named_tensors) -> dict[str, torch.Tensor]:
+    return {canonical_name(name): tensor.detach().to("cpu", copy=True)
+            for name, tensor in named_tensors}

@@ -1,156 +1,52 @@
-"""FSDP2 (`fully_shard`): mask the reduce-scatter input of every parameter group.
-
-FSDP2 copies each parameter's unsharded gradient, padded along dim 0 to a multiple of the
-world size, into one flat buffer viewed as [world_size, per_rank]: row r holds, for every
-parameter in order, its dim-0 chunk r, i.e. global flat elements
-[r * chunk, (r + 1) * chunk) of that parameter. A custom ReduceScatter (the public
-`FSDPModule.set_custom_reduce_scatter` hook) masks each of those spans at its global offset
-and then reduce-scatters as PyTorch does.
-
-With `compact: true` only kept elements travel: each destination row is packed by the
-shared mask, padded to the longest packed row, reduce-scattered, and expanded.
-
-On one rank FSDP2 copies the buffer into the sharded gradient instead of reduce-scattering
-it: there the all-reduce hook (`set_all_reduce_hook`, which runs on the copy) masks it.
-
-Which parameters are in the buffer depends on which received a gradient. The adapter
-turns on `set_reduce_scatter_unused_params(True)` so every parameter that requires grad is
-always there (zeros if unused), which makes the layout a fixed function of the group.
-"""
+"""FSDP2 (`fully_shard`): each encoder layer its own group on a device mesh of every rank,
+gradients reduce-scattered per group."""
 
 from __future__ import annotations
 
-import math
+import contextlib
 
-import torch
-from torch.distributed.fsdp import FSDPModule
-from torch.distributed.fsdp._fully_shard._fsdp_collectives import DefaultReduceScatter
+import torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import FSDPModule, fully_shard
 
-from graddrop_dist.backends.base import Adapter
-from graddrop_dist.backends.compaction import Padding, compact_reduce_scatter, kept
-from graddrop_dist.mask import canonical_name, dispatch
-
-
-class MaskingReduceScatter(DefaultReduceScatter):
-    def __init__(self, source, group_params) -> None:
-        super().__init__()
-        self.source = source
-        self.group_params = group_params  # [(canonical name, FSDPParam)] of one group
-
-    def layout(self, world_size: int):
-        """(name, numel, chunk) of each parameter in the buffer, in buffer order."""
-        spans = []
-        for name, fsdp_param in self.group_params:
-            if not fsdp_param.sharded_param.requires_grad:
-                continue
-            size = fsdp_param._orig_size
-            numel = math.prod(size)
-            padded_rows = math.ceil(size[0] / world_size) * world_size if len(size) else 1
-            chunk = (padded_rows // world_size) * (numel // size[0] if len(size) else 1)
-            spans.append((name, numel, chunk))
-        return spans
-
-    def __call__(self, output_tensor, input_tensor, group, op, async_op=False):
-        world_size = group.size()
-        spans = self.layout(world_size)
-        if sum(chunk for *_, chunk in spans) * world_size != input_tensor.numel():
-            raise RuntimeError(
-                "GradDrop under FSDP2: the reduce-scatter buffer does not match the "
-                f"parameter group ({input_tensor.numel()} elements for "
-                f"{[name for name, *_ in spans]}); a parameter's requires_grad changed "
-                "after fully_shard, which GradDrop cannot follow")
-        rows = input_tensor.view(world_size, -1)
-        if self.source.compact:
-            return self._compacted(output_tensor, rows, spans, group, op)
-        for rank in range(world_size):
-            position = 0
-            for name, numel, chunk in spans:
-                real = max(0, min(chunk, numel - rank * chunk))  # the rest is padding
-                spec = self.source.spec(name) if real else None
-                if spec is not None:
-                    span = rows[rank, position:position + real]
-                    dispatch.apply_mask(spec, span, offset=rank * chunk, out=span)
-                position += chunk
-        return super().__call__(output_tensor, input_tensor, group, op, async_op)
+from graddrop_dist.adapters.fsdp2 import FSDP2Adapter
+from graddrop_dist.backends.sharded import ShardedBackend
 
 
-    def mask_whole_buffer(self, buffer: torch.Tensor) -> None:
-        """One rank: the buffer is every parameter of the group, whole and unpadded."""
-        position = 0
-        for name, numel, _ in self.layout(1):
-            spec = self.source.spec(name)
-            if spec is not None:
-                span = buffer[position:position + numel]
-                dispatch.apply_mask(spec, span, out=span)
-            position += numel
+class FSDP2Backend(ShardedBackend):
+    name = "fsdp2"
+    adapter = FSDP2Adapter
 
-    def _compacted(self, output_tensor, rows, spans, group, op):
-        """Reduce-scatter only kept elements (compaction.compact_reduce_scatter): row r,
-        what rank r receives, holds every parameter's dim-0 chunk r at its global offset."""
-        world_size = rows.shape[0]
-        kept_rows = []
-        for rank in range(world_size):
-            described = []
-            for name, numel, chunk in spans:
-                real = max(0, min(chunk, numel - rank * chunk))  # the rest is padding
-                if real:
-                    described.append(kept(self.source.spec(name), rank * chunk, real))
-                if chunk > real:
-                    described.append(Padding(chunk - real))
-            kept_rows.append(described)
-        compact_reduce_scatter(output_tensor.view(-1), rows, kept_rows, group, op)
-        return None
+    def wrap(self, model, layer_classes):
+        # The mesh's device type is this rank's device (fully_shard would otherwise pick
+        # CUDA whenever it exists, also for a CPU run).
+        mesh = init_device_mesh(self.device.type, (dist.get_world_size(),))
+        model.to(self.device)
+        for module in list(model.modules()):
+            if layer_classes and isinstance(module, layer_classes):
+                fully_shard(module, mesh=mesh)
+        return fully_shard(model, mesh=mesh)
 
+    @contextlib.contextmanager
+    def no_sync(self):
+        self.model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            self.model.set_requires_gradient_sync(True)
 
-def fsdp2_modules(model: torch.nn.Module):
-    return [module for module in model.modules() if isinstance(module, FSDPModule)]
+    # The root group stays unsharded after a forward (its backward would need it at
+    # once); its sharded parameters, which the copy is read from and written to, are what
+    # forward reads only once every group is resharded.
+    def _reshard(self) -> None:
+        for module in self.model.modules():
+            if isinstance(module, FSDPModule):
+                module.reshard()
 
+    def snapshot_weights(self):
+        self._reshard()
+        return super().snapshot_weights()
 
-class FSDP2Adapter(Adapter):
-    backend = "fsdp2"
-    distributed = True
-
-    def full_shape(self, param):
-        return tuple(param.shape)  # a DTensor reports its global shape
-
-    def process_group(self):
-        mesh = fsdp2_modules(self.model)[0]._get_fsdp_state()._fsdp_param_groups[0].mesh_info
-        return mesh.shard_process_group
-
-    def install_masking(self) -> None:
-        names = {id(param): canonical_name(name) for name, param in self.named_parameters()}
-        for module in fsdp2_modules(self.model):
-            groups = module._get_fsdp_state()._fsdp_param_groups
-            if not groups:
-                continue
-            if len(groups) > 1:
-                raise ValueError("GradDrop under FSDP2: a module with several parameter "
-                                 "groups (shard_placement_fn meshes) is not supported")
-            group = groups[0]
-            params = []
-            for fsdp_param in group.fsdp_params:
-                placement = fsdp_param.fsdp_placement
-                if placement.dim != 0:
-                    raise ValueError(f"GradDrop under FSDP2: parameters must be sharded on "
-                                     f"dim 0, got Shard({placement.dim})")
-                params.append((names[id(fsdp_param.sharded_param)], fsdp_param))
-            module.set_reduce_scatter_unused_params(True, recurse=False)
-            masking = MaskingReduceScatter(self.source, params)
-            if group.mesh_info.shard_mesh_size == 1:
-                # One rank: FSDP2 copies the buffer instead of reduce-scattering it, and
-                # the first thing to see the copy is the all-reduce hook.
-                module.set_all_reduce_hook(masking.mask_whole_buffer)
-            else:
-                module.set_custom_reduce_scatter(masking)
-            self._handles.append(_RestoreReduceScatter(module))
-
-
-class _RestoreReduceScatter:
-    def __init__(self, module) -> None:
-        self.module = module
-
-    def remove(self) -> None:
-        self.module.set_custom_reduce_scatter(DefaultReduceScatter())
-        for group in self.module._get_fsdp_state()._fsdp_param_groups:
-            group._all_reduce_hook = None  # FSDP2 has no public way to unset it
-        self.module.set_reduce_scatter_unused_params(False, recurse=False)
+    def restore_weights(self, snapshot) -> None:
+        self._reshard()
+        super().restore_weights(snapshot)

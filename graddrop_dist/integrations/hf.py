@@ -32,9 +32,9 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from graddrop_dist.algorithm import GradDrop
-from graddrop_dist.backends import adapter_for
-from graddrop_dist.backends.base import TensorHookAdapter
-from graddrop_dist.backends.deepspeed_engine import DeepSpeedAdapter
+from graddrop_dist.adapters import adapter_for
+from graddrop_dist.adapters.base import TensorHookAdapter
+from graddrop_dist.adapters.deepspeed import DeepSpeedAdapter
 from graddrop_dist.config import GradDropConfig
 
 

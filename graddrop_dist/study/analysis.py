@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from graddrop_dist.study.config import Sweep
+from graddrop_dist.study.sweep_config import Sweep
 from graddrop_dist.study.runner import plan_runs
 from graddrop_dist.tasks.language_groups import GROUPS, group_of
 

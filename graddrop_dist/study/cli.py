@@ -71,7 +71,7 @@ def run_sweep(sweep, tuning, args, echo) -> tuple[list, list]:
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    from graddrop_dist.study.config import SweepError, load_sweep
+    from graddrop_dist.study.sweep_config import SweepError, load_sweep
     from graddrop_dist.study.runner import StaleRuns, plan_runs, plan_tuning_runs, run_command
 
     try:

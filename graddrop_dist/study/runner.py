@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from graddrop_dist.study.config import Cell, Sweep
+from graddrop_dist.study.sweep_config import Cell, Sweep
 from graddrop_dist.study.tuning import choose, tuning_dir
 
 
@@ -65,7 +65,7 @@ class Run:
 def fingerprint(sweep: Sweep, cell: Cell, seed: int, overrides) -> str:
     """The run directory's digest of the run's job config, over every field but its
     output.dir (epochs and the like too: they change a sweep's numbers)."""
-    from graddrop_dist.trainer.config_file import load_job_config
+    from graddrop_dist.trainer.job_file import load_job_config
     from graddrop_dist.trainer.run_dir import digest
 
     return digest(load_job_config(sweep.settings.job, [*sweep.job_overrides(cell, seed),

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from graddrop_dist.dist.process_group import is_collective_failure
+from graddrop_dist.ranks.process_group import is_collective_failure
 from graddrop_dist.fs import replace_directory, write_atomically
 from graddrop_dist.trainer.manifest import manifest_problem, write_manifest
-from graddrop_dist.parallel.device import rng_state as device_rng_state
-from graddrop_dist.parallel.device import set_rng_state as set_device_rng_state
+from graddrop_dist.backends.placement import rng_state as device_rng_state
+from graddrop_dist.backends.placement import set_rng_state as set_device_rng_state
 
 STATE_FILE = "trainer_state.json"
 
@@ -81,7 +81,7 @@ def set_rng_state(state: dict, device: torch.device) -> None:
 
 class Checkpointer:
     def __init__(self, root: Path, context, *, keep: int, checksums: bool = True) -> None:
-        """context: this rank (graddrop_dist.dist.context.RankContext); checksums: also
+        """context: this rank (graddrop_dist.ranks.context.RankContext); checksums: also
         hash every file into the manifest and check the hashes on resume."""
         self.root = Path(root)
         self.rank, self.world_size, self.keep = context.rank, context.world_size, keep
@@ -89,7 +89,7 @@ class Checkpointer:
 
     # -------------------------------------------------------------- save
     def save(self, backend, step: int, trainer_state: dict) -> Path:
-        """`backend` (graddrop_dist.parallel) writes model, optimizer and schedule in its
+        """`backend` (graddrop_dist.backends) writes model, optimizer and schedule in its
         own format; this adds the trainer state and the RNG states and publishes it."""
         from torch.distributed.checkpoint.api import CheckpointException
 

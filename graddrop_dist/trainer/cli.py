@@ -90,7 +90,7 @@ def copy_recipe(name: str, destination: str) -> Path:
 
 def plan(config, info, device, task) -> str:
     """One line: what graddrop-train would run, after every check that needs no peer."""
-    from graddrop_dist.dist.device import collective_backend
+    from graddrop_dist.ranks.device import collective_backend
 
     backend, train = config.backend, config.train
     global_batch = train.micro_batch_size * train.gradient_accumulation * info.world_size
@@ -136,16 +136,16 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.list_recipes or args.copy_recipe:
         return recipe_command(args)
-    from graddrop_dist.dist import process_group
+    from graddrop_dist.ranks import process_group
 
     # DeepSpeed calls torch collectives PyTorch has renamed: one warning per step otherwise.
     warnings.filterwarnings("ignore", category=FutureWarning,
                             message=r".*torch\.distributed\.\w+` is deprecated")
-    from graddrop_dist.dist.device import bind, resolve_device
-    from graddrop_dist.dist.discovery import discover_rank, export_rank_env
-    from graddrop_dist.parallel import backend_class
-    from graddrop_dist.trainer.config import ConfigError
-    from graddrop_dist.trainer.config_file import load_job_config
+    from graddrop_dist.ranks.device import bind, resolve_device
+    from graddrop_dist.ranks.discovery import discover_rank, export_rank_env
+    from graddrop_dist.backends import backend_class
+    from graddrop_dist.trainer.job_config import ConfigError
+    from graddrop_dist.trainer.job_file import load_job_config
     from graddrop_dist.trainer.preflight import preflight
     from graddrop_dist.versions import VersionTooOld
 
@@ -175,7 +175,7 @@ def main(argv=None) -> int:
     if args.dry_run:
         print(plan(config, info, device, task))
         return 0
-    from graddrop_dist.dist.launcher_death import end_with_launcher
+    from graddrop_dist.ranks.launcher_death import end_with_launcher
 
     end_with_launcher()  # no orphans training on after their agent is killed
     os.environ["GRADDROP_RANK_SOURCE"] = info.source
@@ -186,7 +186,7 @@ def main(argv=None) -> int:
     if distributed:
         export_rank_env(info)
         process_group.start(device, config.backend.timeout_s)
-    from graddrop_dist.dist.agreement import RankDisagreement
+    from graddrop_dist.ranks.agreement import RankDisagreement
     from graddrop_dist.trainer.job import run_job
     from graddrop_dist.trainer.preemption import PREEMPTED_EXIT, Preempted
 

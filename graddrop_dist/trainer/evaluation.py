@@ -13,7 +13,7 @@ import contextlib
 import torch
 import torch.distributed as dist
 
-from graddrop_dist.parallel.device import move_batch
+from graddrop_dist.backends.placement import move_batch
 from graddrop_dist.tasks.heads import Encoded
 from graddrop_dist.trainer.data import collate
 from graddrop_dist.tasks.heads import LABEL_KEYS

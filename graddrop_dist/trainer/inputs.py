@@ -11,7 +11,7 @@ import torch
 
 from graddrop_dist.tasks import load_task
 from graddrop_dist.tasks.heads import KINDS
-from graddrop_dist.trainer.config import OFFLINE_MODEL, JobConfig
+from graddrop_dist.trainer.job_config import OFFLINE_MODEL, JobConfig
 from graddrop_dist.trainer.data import BatchPlan
 from graddrop_dist.versions import require
 

@@ -15,19 +15,19 @@ from pathlib import Path
 from tqdm import tqdm
 
 from graddrop_dist import GradDrop
-from graddrop_dist.dist.context import RankContext
-from graddrop_dist.dist.device import resolve_device
-from graddrop_dist.parallel import backend_class
+from graddrop_dist.ranks.context import RankContext
+from graddrop_dist.ranks.device import resolve_device
+from graddrop_dist.backends import backend_class
 from graddrop_dist.trainer.best_weights import BestWeights
 from graddrop_dist.trainer.checkpoint import Checkpointer, check_same_data
-from graddrop_dist.trainer.config import JobConfig
+from graddrop_dist.trainer.job_config import JobConfig
 from graddrop_dist.trainer.data import collate
 from graddrop_dist.trainer.evaluation import evaluate_languages
 from graddrop_dist.trainer.export import export_pretrained
 from graddrop_dist.trainer.model_card import write_model_cards
 from graddrop_dist.trainer.preemption import Preempted, StopRequests, stop_message
 from graddrop_dist.trainer.run_dir import resumes
-from graddrop_dist.trainer.faults import fault_loss, inject_fault
+from graddrop_dist.testing.faults import fault_loss, inject_fault
 from graddrop_dist.trainer.inputs import layer_classes, prepare_inputs
 from graddrop_dist.trainer.rank_checks import agree_on_job, data_digest, write_rank_record
 from graddrop_dist.trainer.reporting import (

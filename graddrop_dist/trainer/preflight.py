@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from graddrop_dist.trainer.config import JobConfig
+from graddrop_dist.trainer.job_config import JobConfig
 from graddrop_dist.trainer.run_dir import claim, has_checkpoint
 from graddrop_dist.trainer.tracking import check_trackers
 
@@ -39,7 +39,7 @@ def check_output_dir(config: JobConfig, rank: int, *, create: bool = True) -> No
 
 def check_backend(config: JobConfig, world_size: int, device) -> None:
     """What the backend can check alone (DeepSpeed: its JSON, filled from the trainer)."""
-    from graddrop_dist.parallel import backend_class
+    from graddrop_dist.backends import backend_class
 
     backend = backend_class(config.backend.name)
     if world_size > 1 and not backend.distributed:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from graddrop_dist.trainer.config import JobConfig
+from graddrop_dist.trainer.job_config import JobConfig
 
 
 def data_digest(train_data) -> str:
@@ -27,7 +27,7 @@ def agree_on_job(config: JobConfig, train_data, eval_data, digest: str) -> None:
     """Every rank must run the same job on the same data (`digest`: data_digest of
     train_data) with the same code."""
     import graddrop_dist
-    from graddrop_dist.dist.agreement import raise_on_disagreement
+    from graddrop_dist.ranks.agreement import raise_on_disagreement
     from graddrop_dist.mask import mask_code_version
 
     payload = {f"{section}.{key}": value for section, values in config.to_dict().items()

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from graddrop_dist.fs import staged_directory, write_atomically
-from graddrop_dist.trainer.config import flatten
+from graddrop_dist.trainer.job_config import flatten
 from graddrop_dist.trainer.tracking import start_trackers
 
 

@@ -31,7 +31,7 @@ import socket
 from pathlib import Path
 
 from graddrop_dist.fs import write_atomically
-from graddrop_dist.trainer.config import ConfigError, JobConfig, flatten
+from graddrop_dist.trainer.job_config import ConfigError, JobConfig, flatten
 
 # Fields a resumed run may change: how long it runs, how it reports and saves, timeouts.
 RESUMABLE_CHANGES = ("train.max_steps", "train.epochs", "train.eval_batch_size",

@@ -11,7 +11,7 @@ import json
 
 import yaml
 
-from graddrop_dist.trainer.config import JobConfig
+from graddrop_dist.trainer.job_config import JobConfig
 
 
 def print_config(config: JobConfig, world_size: int) -> None:
@@ -22,7 +22,7 @@ def print_config(config: JobConfig, world_size: int) -> None:
           f"{train.gradient_accumulation} x {world_size} rank(s)")
     print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
     if config.backend.ds_config:
-        from graddrop_dist.parallel.deepspeed_engine import deepspeed_config
+        from graddrop_dist.backends.deepspeed import deepspeed_config
 
         # The schedule's length comes from the encoded data at start (0 stands in here).
         filled = deepspeed_config(config.backend.ds_config, config.train_settings(0),

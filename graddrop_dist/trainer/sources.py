@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from graddrop_dist.tasks import OFFLINE_TASKS, reads_the_hub
-from graddrop_dist.trainer.config import OFFLINE_MODEL, ConfigError, JobConfig
+from graddrop_dist.trainer.job_config import OFFLINE_MODEL, ConfigError, JobConfig
 
 
 def hub_unreachable(timeout_s: float = 3.0) -> str | None:

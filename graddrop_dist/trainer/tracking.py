@@ -22,7 +22,7 @@ import json
 import os
 from pathlib import Path
 
-from graddrop_dist.trainer.config import flatten
+from graddrop_dist.trainer.job_config import flatten
 
 TRACKERS = ("tensorboard", "mlflow", "wandb")
 _PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}

@@ -9,7 +9,7 @@ import torch
 
 from graddrop_dist import GradDrop
 from graddrop_dist.mask import dispatch
-from graddrop_dist.parallel import Backend, TrainSettings, wrap
+from graddrop_dist.backends import Backend, TrainSettings, wrap
 from scenario import (ACCUM, DS_CONFIGS, MaskRecorder, graddrop_config, micro_batches,
                       new_model, new_optimizer)
 

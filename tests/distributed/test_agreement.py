@@ -8,8 +8,8 @@ import torch
 
 from backend_runs import attach, setup, train_cases
 from graddrop_dist import GradDrop
-from graddrop_dist.dist.agreement import RankDisagreement
-from graddrop_dist.dist.local_ranks import DistributedTest
+from graddrop_dist.ranks.agreement import RankDisagreement
+from graddrop_dist.testing.local_ranks import DistributedTest
 from scenario import MASKED_CASES, graddrop_config
 
 

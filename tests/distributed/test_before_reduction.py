@@ -12,7 +12,7 @@ import torch.distributed.distributed_c10d as c10d
 
 from backend_runs import BACKENDS, attach, setup
 from graddrop_dist import GradDrop
-from graddrop_dist.dist.local_ranks import DistributedTest
+from graddrop_dist.testing.local_ranks import DistributedTest
 from scenario import graddrop_config, micro_batches, new_model
 
 _model = new_model()

@@ -10,7 +10,7 @@ from backend_runs import attach, setup
 from scenario import graddrop_config, micro_batches
 
 from graddrop_dist import GradDrop
-from graddrop_dist.dist.local_ranks import DistributedTest
+from graddrop_dist.testing.local_ranks import DistributedTest
 
 # Each way a backend stores a rank's weights: a replica (single, ddp), original parameters
 # as views of a flat shard (fsdp1-full), flat parameters (fsdp1-grad-op), DTensor shards

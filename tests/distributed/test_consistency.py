@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from backend_runs import BACKENDS, train_cases
-from graddrop_dist.dist.local_ranks import DistributedTest
+from graddrop_dist.testing.local_ranks import DistributedTest
 from scenario import (FREEZING_CASES, MASKED_CASES, OPTION_CASES, compare_masks,
                       compare_parameters, train_reference)
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from backend_runs import setup
-from graddrop_dist.parallel import TrainSettings, wrap
-from graddrop_dist.parallel.deepspeed_engine import DeepSpeedBackend
-from graddrop_dist.dist.local_ranks import DistributedTest
+from graddrop_dist.backends import TrainSettings, wrap
+from graddrop_dist.backends.deepspeed import DeepSpeedBackend
+from graddrop_dist.testing.local_ranks import DistributedTest
 from scenario import ACCUM, DS_CONFIGS, LR, compare_parameters, micro_batches, new_model
 
 # The scenario's optimizer (AdamW, lr 1e-3, eps 1e-3, no decay) written as a JSON section,
@@ -105,7 +105,7 @@ def test_an_optimizer_in_the_json_and_one_passed_is_one_line():
 
 def run_in_one_rank(fn):
     """`fn` under a 1-rank gloo group (DeepSpeed needs one)."""
-    from graddrop_dist.dist.local_ranks import RankFailure, run_ranks
+    from graddrop_dist.testing.local_ranks import RankFailure, run_ranks
 
     try:
         run_ranks(lambda rank, world_size: fn(), 1)
@@ -114,7 +114,7 @@ def run_in_one_rank(fn):
 
 
 def test_fp16_under_deepspeed_on_a_cpu_without_fp16_is_one_line(monkeypatch):
-    import graddrop_dist.parallel.deepspeed_engine as engine
+    import graddrop_dist.backends.deepspeed as engine
 
     monkeypatch.setattr(engine, "cpu_supports_fp16", lambda: False)
     with pytest.raises(ValueError) as error:

@@ -9,8 +9,8 @@ import torch
 
 from backend_runs import attach, setup
 from graddrop_dist import GradDrop
-from graddrop_dist.parallel import NonFiniteGradient
-from graddrop_dist.dist.local_ranks import DistributedTest
+from graddrop_dist.backends import NonFiniteGradient
+from graddrop_dist.testing.local_ranks import DistributedTest
 from scenario import STEPS, MaskRecorder, compare_masks, compare_parameters, graddrop_config, \
     micro_batches
 

@@ -11,7 +11,7 @@ import pytest
 from transformers import TrainerControl, TrainerState
 
 from graddrop_dist import GradDropConfig
-from graddrop_dist.dist.local_ranks import run_ranks
+from graddrop_dist.testing.local_ranks import run_ranks
 from graddrop_dist.integrations.hf import GradDropCallback
 from tiny_models import tiny_xlmr
 

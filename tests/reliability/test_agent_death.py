@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from graddrop_dist.dist.launcher_death import end_with_launcher
+from graddrop_dist.ranks.launcher_death import end_with_launcher
 from jobs import job_dict
 
 

@@ -15,7 +15,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from graddrop_dist.dist.context import RankContext
+from graddrop_dist.ranks.context import RankContext
 from graddrop_dist.trainer.checkpoint import STATE_FILE, Checkpointer
 from graddrop_dist.trainer.manifest import manifest_problem, write_manifest
 from jobs import job_dict

@@ -14,8 +14,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from graddrop_dist.trainer.config import SECTIONS, ConfigError, JobConfig
-from graddrop_dist.trainer.config_file import apply_override
+from graddrop_dist.trainer.job_config import SECTIONS, ConfigError, JobConfig
+from graddrop_dist.trainer.job_file import apply_override
 from jobs import job_dict
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -113,7 +113,7 @@ def test_resume_on_another_world_size_keeps_the_trajectory(tiny_checkpoint, tmp_
     import torch
     from safetensors.torch import load_file
 
-    from graddrop_dist.dist.local_ranks import run_ranks
+    from graddrop_dist.testing.local_ranks import run_ranks
 
     config = json.loads((tiny_checkpoint / "config.json").read_text())
     assert config["hidden_dropout_prob"] > 0  # the fixture has dropout: switch it off here
@@ -184,7 +184,7 @@ def train_until_killed(rank, world_size, data):
 @pytest.mark.distributed
 def test_survivors_of_a_dead_rank_fail_instead_of_hanging(tiny_checkpoint, tmp_path):
     """No launcher agent to clean up: the surviving rank's own collective must fail."""
-    from graddrop_dist.dist.local_ranks import RankFailure, run_ranks
+    from graddrop_dist.testing.local_ranks import RankFailure, run_ranks
 
     data = job_dict(tiny_checkpoint, tmp_path / "run", backend={"name": "ddp"})
     data["train"].update(max_steps=4, micro_batch_size=2, gradient_accumulation=1)
@@ -226,7 +226,7 @@ def test_a_nan_step_stops_the_run_when_asked(tiny_checkpoint, tmp_path):
 
 
 def disagreeing_job(rank, world_size, data):
-    from graddrop_dist.dist.agreement import RankDisagreement
+    from graddrop_dist.ranks.agreement import RankDisagreement
     from graddrop_dist.trainer.job import run_job
 
     data = {**data, "train": {**data["train"], "lr": 1e-3 * (rank + 1)}}
@@ -239,7 +239,7 @@ def disagreeing_job(rank, world_size, data):
 
 @pytest.mark.distributed
 def test_ranks_with_different_jobs_stop_before_the_first_step(tiny_checkpoint, tmp_path):
-    from graddrop_dist.dist.local_ranks import run_ranks
+    from graddrop_dist.testing.local_ranks import run_ranks
 
     data = job_dict(tiny_checkpoint, tmp_path / "run", backend={"name": "ddp"})
     for message in run_ranks(disagreeing_job, 2, data, timeout=120):

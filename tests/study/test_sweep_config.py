@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from graddrop_dist.study.cli import main
-from graddrop_dist.study.config import expand_grid
+from graddrop_dist.study.sweep_config import expand_grid
 
 
 def test_grid_is_a_union_of_products_named_by_method_and_values():

@@ -74,7 +74,7 @@ def test_load_task_routes_xglue_names_to_the_local_release():
 # --------------------------------------------------------------------- training
 @pytest.mark.parametrize("name", ["nc", "qam", "wpr", "ner", "pos", "mlqa"])
 def test_short_training_run_per_task_family(tiny_checkpoint, tmp_path, name):
-    from graddrop_dist.trainer.config import JobConfig
+    from graddrop_dist.trainer.job_config import JobConfig
     from graddrop_dist.trainer.job import run_job
     from jobs import job_dict
 
@@ -112,7 +112,7 @@ def test_short_training_run_per_task_family(tiny_checkpoint, tmp_path, name):
 
 @pytest.mark.parametrize("name", sorted(XGLUE))
 def test_cluster_recipes_are_valid_jobs(name):
-    from graddrop_dist.trainer.config_file import load_job_config
+    from graddrop_dist.trainer.job_file import load_job_config
 
     from graddrop_dist.recipes import ds_config_file
 

@@ -147,7 +147,7 @@ def test_what_datasets_cannot_read_is_one_line_before_anything_starts(tmp_path,
 def test_a_job_trains_on_the_converted_dataset(converted, tiny_checkpoint, tmp_path):
     from jobs import job_dict
 
-    from graddrop_dist.trainer.config import JobConfig
+    from graddrop_dist.trainer.job_config import JobConfig
     from graddrop_dist.trainer.job import run_job
 
     data = job_dict(tiny_checkpoint, tmp_path / "run", task={"name": "xglue-ner",

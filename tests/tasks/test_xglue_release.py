@@ -84,7 +84,7 @@ def test_xnli_in_the_original_layout_is_read_per_language(release):
 def test_an_unlabelled_test_language_is_predicted_not_scored(release, tiny_checkpoint, tmp_path):
     from jobs import job_dict
 
-    from graddrop_dist.trainer.config import JobConfig
+    from graddrop_dist.trainer.job_config import JobConfig
     from graddrop_dist.trainer.job import run_job
 
     (release / "NER" / "de.test").write_text("Paris\nliegt\n\nBerlin\n")

@@ -13,8 +13,8 @@ import time
 import pytest
 import yaml
 
-from graddrop_dist.trainer.config import ConfigError
-from graddrop_dist.trainer.config_file import load_job_config
+from graddrop_dist.trainer.job_config import ConfigError
+from graddrop_dist.trainer.job_file import load_job_config
 from jobs import job_dict
 
 
@@ -119,7 +119,7 @@ def test_an_unreachable_hub_is_one_line_before_anything_starts(tiny_checkpoint, 
 
 @pytest.mark.parametrize("make", [lambda p: p.write_bytes(bytes(range(256))), lambda p: p.mkdir()])
 def test_a_job_or_sweep_file_that_is_not_text_is_one_line(tmp_path, make):
-    from graddrop_dist.study.config import SweepError, load_sweep
+    from graddrop_dist.study.sweep_config import SweepError, load_sweep
 
     path = tmp_path / "file.yaml"
     make(path)

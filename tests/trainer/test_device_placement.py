@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from jobs import job_dict
-from graddrop_dist.dist.local_ranks import DistributedTest, run_ranks
-from graddrop_dist.trainer.config import JobConfig
+from graddrop_dist.testing.local_ranks import DistributedTest, run_ranks
+from graddrop_dist.trainer.job_config import JobConfig
 
 DS_CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "ds_configs")
 BACKENDS = {"ddp": {"name": "ddp"}, "fsdp1": {"name": "fsdp1"}, "fsdp2": {"name": "fsdp2"},
@@ -120,7 +120,7 @@ def test_single_process_places_every_tensor(tiny_checkpoint, tmp_path):
 def test_the_probe_catches_a_batch_that_skipped_the_move():
     from tiny_models import fixed_batches, tiny_xlmr
 
-    from graddrop_dist.parallel import wrap
+    from graddrop_dist.backends import wrap
 
     backend = wrap(tiny_xlmr(), "single")
     probe = PlacementProbe(backend)

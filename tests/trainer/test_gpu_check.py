@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from jobs import job_dict
-from graddrop_dist.dist.local_ranks import run_ranks
+from graddrop_dist.testing.local_ranks import run_ranks
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))

@@ -10,11 +10,11 @@ import sys
 import pytest
 import yaml
 
-from graddrop_dist.parallel.ds_config import fill_ds_config
-from graddrop_dist.parallel import TrainSettings
-from graddrop_dist.parallel.deepspeed_engine import deepspeed_config
-from graddrop_dist.trainer.config import ConfigError
-from graddrop_dist.trainer.config_file import load_job_config
+from graddrop_dist.backends.ds_config import fill_ds_config
+from graddrop_dist.backends import TrainSettings
+from graddrop_dist.backends.deepspeed import deepspeed_config
+from graddrop_dist.trainer.job_config import ConfigError
+from graddrop_dist.trainer.job_file import load_job_config
 
 
 def write(tmp_path, data, name="job.yaml"):

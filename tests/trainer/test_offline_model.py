@@ -43,7 +43,7 @@ def build_in_rank(rank, world_size, cache):
 
 def test_ranks_that_build_at_once_get_one_complete_checkpoint(tmp_path):
     # Under a process group, as in graddrop-train: whichever rank takes the lock builds.
-    from graddrop_dist.dist.local_ranks import run_ranks
+    from graddrop_dist.testing.local_ranks import run_ranks
 
     results = run_ranks(build_in_rank, 2, str(tmp_path / "cache"), timeout=300)
     for model_type, files in results:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from graddrop_dist.dist.local_ranks import DistributedTest
+from graddrop_dist.testing.local_ranks import DistributedTest
 from graddrop_dist.tasks.heads import Encoded, SequenceKind
 from graddrop_dist.trainer.evaluation import predict
 

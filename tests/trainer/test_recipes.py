@@ -15,7 +15,7 @@ import yaml
 
 from graddrop_dist.recipes import (RECIPES_DIR, ds_config_file, ds_config_names, find_recipe,
                                    recipes)
-from graddrop_dist.trainer.config_file import load_job_config
+from graddrop_dist.trainer.job_file import load_job_config
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -110,7 +110,7 @@ def test_paths_in_a_yaml_are_relative_to_its_folder(tmp_path, tiny_checkpoint):
 
 
 def test_a_sweeps_job_is_relative_to_the_sweep_file(tmp_path, monkeypatch):
-    from graddrop_dist.study.config import load_sweep
+    from graddrop_dist.study.sweep_config import load_sweep
 
     shutil.copy(RECIPES_DIR / "study" / "offline_topics.yaml", tmp_path / "one_run.yaml")
     sweep = yaml.safe_load((RECIPES_DIR / "study" / "offline_topics_sweep.yaml").read_text())

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from graddrop_dist.trainer import run_dir
-from graddrop_dist.trainer.config import ConfigError
-from graddrop_dist.trainer.config_file import load_job_config
+from graddrop_dist.trainer.job_config import ConfigError
+from graddrop_dist.trainer.job_file import load_job_config
 
 
 def job(tmp_path, *overrides):

@@ -11,7 +11,7 @@ from jobs import job_dict
 
 from graddrop_dist.tasks import load_task
 from graddrop_dist.trainer.best_weights import BestWeights
-from graddrop_dist.trainer.config import JobConfig
+from graddrop_dist.trainer.job_config import JobConfig
 from graddrop_dist.trainer.job import run_job
 
 

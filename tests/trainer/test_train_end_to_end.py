@@ -15,8 +15,8 @@ import yaml
 from safetensors.torch import load_file
 
 from jobs import job_dict
-from graddrop_dist.dist.local_ranks import DistributedTest
-from graddrop_dist.trainer.config import JobConfig
+from graddrop_dist.testing.local_ranks import DistributedTest
+from graddrop_dist.trainer.job_config import JobConfig
 from graddrop_dist.trainer.job import run_job
 
 DS_ZERO3 = os.path.join(os.path.dirname(__file__), "..", "..", "ds_configs", "zero3.json")
@@ -138,7 +138,7 @@ def test_bf16_run_trains_and_reports(tiny_checkpoint, tmp_path):
 def test_each_checkpoint_is_written_once(tiny_checkpoint, tmp_path, monkeypatch):
     """checkpoint_every=2 over 6 steps: steps 2, 4 and 6, the last one not twice."""
     from graddrop_dist.trainer import job as job_module
-    from graddrop_dist.trainer.config import JobConfig
+    from graddrop_dist.trainer.job_config import JobConfig
 
     saved = []
     real_save = job_module.Job.save_checkpoint

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from graddrop_dist.backends.base import Adapter
-from graddrop_dist.parallel import BACKEND_NAMES, Backend, backend_class
-from graddrop_dist.parallel.registry import REGISTRY
-from graddrop_dist.trainer.config import BackendConfig
+from graddrop_dist.adapters.base import Adapter
+from graddrop_dist.backends import BACKEND_NAMES, Backend, backend_class
+from graddrop_dist.backends.registry import REGISTRY
+from graddrop_dist.trainer.job_config import BackendConfig
 
 TRAINER = Path(__file__).resolve().parents[2] / "graddrop_dist" / "trainer"
 

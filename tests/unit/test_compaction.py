@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from graddrop_dist import GradDrop, GradDropConfig
-from graddrop_dist.backends.compaction import KeptBlocks, Padding, Whole, kept
+from graddrop_dist.adapters.compaction import KeptBlocks, Padding, Whole, kept
 from graddrop_dist.mask import dispatch
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from graddrop_dist.dist.device import (bind, collective_backend, deepspeed_accelerator,
+from graddrop_dist.ranks.device import (bind, collective_backend, deepspeed_accelerator,
                                        resolve_device)
-from graddrop_dist.dist.discovery import discover_rank
-from graddrop_dist.parallel.device import move_batch
+from graddrop_dist.ranks.discovery import discover_rank
+from graddrop_dist.backends.placement import move_batch
 
 # What each launcher exports for the third process on its node (local rank 2).
 LAUNCHERS = {

@@ -1,5 +1,5 @@
-"""Imports go one way (README, "Layout"): foundations, the method, the trainer's backends,
-the job. A module never imports one of a later group."""
+"""Imports go one way (docs/architecture.md): foundations, the method, the trainer's
+backends, the job. A module never imports one of a later group."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-GROUPS = [  # module prefixes, in import order
-    ("graddrop_dist.dist", "graddrop_dist.fs", "graddrop_dist.versions",
+GROUPS = [  # module prefixes, in import order (docs/architecture.md)
+    ("graddrop_dist.ranks", "graddrop_dist.fs", "graddrop_dist.versions",
      "graddrop_dist.typed_config", "graddrop_dist.cli_errors", "graddrop_dist.recipes",
-     "graddrop_dist.ds_configs"),
+     "graddrop_dist.ds_configs", "graddrop_dist.testing"),
     ("graddrop_dist.mask", "graddrop_dist.config", "graddrop_dist.variants",
-     "graddrop_dist.backends", "graddrop_dist.algorithm"),
-    ("graddrop_dist.parallel",),
+     "graddrop_dist.adapters", "graddrop_dist.algorithm"),
+    ("graddrop_dist.backends", "graddrop_dist.parallel"),
     ("graddrop_dist.tasks", "graddrop_dist.assets", "graddrop_dist.trainer",
-     "graddrop_dist.study", "graddrop_launcher"),
+     "graddrop_dist.study", "graddrop_dist.integrations", "graddrop_launcher"),
 ]
 
 

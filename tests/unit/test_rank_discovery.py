@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from graddrop_dist.dist.discovery import discover_rank
+from graddrop_dist.ranks.discovery import discover_rank
 
 
 @pytest.mark.parametrize("env,expected", [

@@ -1,5 +1,5 @@
 """A job config from its YAML file (or a shipped recipe by name) plus `section.key=value`
-overrides, validated once (graddrop_dist/trainer/config.py): one-line errors naming the
+overrides, validated once (graddrop_dist/trainer/job_config.py): one-line errors naming the
 file, line or field.
 
 Paths the job reads that are written relative in the YAML are taken relative to the
@@ -19,7 +19,7 @@ import yaml
 
 from graddrop_dist.recipes import (UnknownRecipe, is_ds_config_name, resolve_config_file,
                                    resolve_in)
-from graddrop_dist.trainer.config import ConfigError, JobConfig
+from graddrop_dist.trainer.job_config import ConfigError, JobConfig
 
 # (section, key, which values are paths): files a job reads, resolved against its YAML.
 _READ_PATHS = (("backend", "ds_config", lambda v: not is_ds_config_name(v)),

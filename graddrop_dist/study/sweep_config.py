@@ -172,7 +172,7 @@ def load_sweep(source: str | Path) -> Sweep:
 
 def validate_jobs(sweep: Sweep) -> None:
     """Build every run's job config now, so a bad override fails before hours of runs."""
-    from graddrop_dist.trainer.config_file import load_job_config
+    from graddrop_dist.trainer.job_file import load_job_config
 
     for cell in sweep.cells:
         points = sweep.tune["search"][cell.name] if sweep.tune else [None]

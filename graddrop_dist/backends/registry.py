@@ -1,6 +1,6 @@
 """Every backend the trainer runs on, by the name a job config uses (`backend.name`).
 
-Adding a backend is one module with a `Backend` subclass (graddrop_dist/parallel/base.py)
+Adding a backend is one module with a `Backend` subclass (graddrop_dist/backends/base.py)
 and one line here. A module is imported when its backend is first asked for, so naming
 `single` never imports DeepSpeed, and this file imports nothing heavy at all.
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib
 
 REGISTRY = {
-    "single": "graddrop_dist.parallel.single:SingleBackend",
-    "ddp": "graddrop_dist.parallel.ddp:DDPBackend",
-    "fsdp1": "graddrop_dist.parallel.fsdp1:FSDP1Backend",
-    "fsdp2": "graddrop_dist.parallel.fsdp2:FSDP2Backend",
-    "deepspeed": "graddrop_dist.parallel.deepspeed_engine:DeepSpeedBackend",
+    "single": "graddrop_dist.backends.single:SingleBackend",
+    "ddp": "graddrop_dist.backends.ddp:DDPBackend",
+    "fsdp1": "graddrop_dist.backends.fsdp1:FSDP1Backend",
+    "fsdp2": "graddrop_dist.backends.fsdp2:FSDP2Backend",
+    "deepspeed": "graddrop_dist.backends.deepspeed:DeepSpeedBackend",
 }
 BACKEND_NAMES = tuple(REGISTRY)
 

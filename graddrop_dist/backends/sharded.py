@@ -3,7 +3,7 @@ across ranks on an overflow, and the full parameters are gathered to rank 0's CP
 
 from __future__ import annotations
 
-from graddrop_dist.parallel.base import Backend, canonical_on_cpu
+from graddrop_dist.backends.base import Backend, canonical_on_cpu
 
 
 class ShardedBackend(Backend):

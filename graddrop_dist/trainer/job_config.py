@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 
 from graddrop_dist.config import GradDropConfig
-from graddrop_dist.parallel.registry import BACKEND_NAMES
-from graddrop_dist.parallel.settings import TrainSettings
+from graddrop_dist.backends.registry import BACKEND_NAMES
+from graddrop_dist.backends.settings import TrainSettings
 from graddrop_dist.typed_config import did_you_mean, typed_config
 
 OFFLINE_MODEL = "offline:multilingual-e5-small"
@@ -160,7 +160,7 @@ class BackendConfig:
     SECTION = "backend"
 
     name: Literal[BACKEND_NAMES] = "single"
-    """graddrop_dist.parallel.REGISTRY: single, ddp, fsdp1, fsdp2, deepspeed."""
+    """graddrop_dist.backends.REGISTRY: single, ddp, fsdp1, fsdp2, deepspeed."""
     ds_config: str | None = None
     """DeepSpeed JSON: a shipped one by name (zero0, zero1, zero2, zero3, zero3-offload) or
     a file (in a YAML, relative to its folder); "auto" values come from `train`."""
@@ -169,7 +169,7 @@ class BackendConfig:
     """Collective timeout: a dead rank makes the others fail after this long."""
 
     def __post_init__(self) -> None:
-        from graddrop_dist.parallel import backend_class
+        from graddrop_dist.backends import backend_class
 
         backend_class(self.name).check_config(self)
 
@@ -282,7 +282,7 @@ class JobConfig:
                 sections[name] = section.from_dict(values)
             except ValueError as error:
                 raise ConfigError(str(error)) from None
-        from graddrop_dist.parallel import backend_class
+        from graddrop_dist.backends import backend_class
 
         refusal = backend_class(sections["backend"].name).compaction_refusal
         if sections["graddrop"].compact and refusal:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from graddrop_dist.backends.base import TensorHookAdapter
-from graddrop_dist.parallel.base import Backend
+from graddrop_dist.adapters.base import TensorHookAdapter
+from graddrop_dist.backends.base import Backend
 
 
 class SingleBackend(Backend):

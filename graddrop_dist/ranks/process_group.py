@@ -14,7 +14,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from graddrop_dist.dist.device import collective_backend
+from graddrop_dist.ranks.device import collective_backend
 
 _FAILURE_MARKERS = ("gloo", "nccl", "connection closed", "timed out", "connection reset",
                     "broken pipe")

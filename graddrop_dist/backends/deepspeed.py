@@ -14,11 +14,11 @@ from types import SimpleNamespace
 
 import torch
 
-from graddrop_dist.backends.deepspeed_engine import DeepSpeedAdapter
+from graddrop_dist.adapters.deepspeed import DeepSpeedAdapter
 from graddrop_dist.config import DEEPSPEED_COMPACT_ERROR
-from graddrop_dist.parallel.ds_config import fill_ds_config, read_ds_config
-from graddrop_dist.parallel.base import Backend, NonFiniteGradient, canonical_on_cpu
-from graddrop_dist.dist.device import deepspeed_accelerator
+from graddrop_dist.backends.ds_config import fill_ds_config, read_ds_config
+from graddrop_dist.backends.base import Backend, NonFiniteGradient, canonical_on_cpu
+from graddrop_dist.ranks.device import deepspeed_accelerator
 
 
 def owned_values(settings, world_size: int) -> dict:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from graddrop_dist.dist import process_group
+from graddrop_dist.ranks import process_group
 
 DEFAULT_TIMEOUT = 120.0
 

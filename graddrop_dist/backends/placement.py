@@ -1,4 +1,4 @@
-"""How tensors reach the device a rank computes on (graddrop_dist/dist/device.py decides
+"""How tensors reach the device a rank computes on (graddrop_dist/ranks/device.py decides
 which), and the random state that lives there."""
 
 from __future__ import annotations

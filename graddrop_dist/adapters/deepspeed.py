@@ -10,7 +10,7 @@ engine skips (`skipped_steps` increases too) does not count.
 
 from __future__ import annotations
 
-from graddrop_dist.backends.base import TensorHookAdapter
+from graddrop_dist.adapters.base import TensorHookAdapter
 from graddrop_dist.config import DEEPSPEED_COMPACT_ERROR
 
 
