@@ -16,18 +16,22 @@ newer than the CLDR release have no names and are dropped. Every count is in `in
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from xml.etree import ElementTree
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from graddrop_dist.fs import cache_root, staged_file
 from graddrop_dist.tasks.base import Example, TaskData
 
 EXCLUDED_GROUPS = ("Component", "Flags")
 SKIN_TONES = {chr(c) for c in range(0x1F3FB, 0x1F400)}
 VARIATION_SELECTOR = "\ufe0f"  # CLDR keys annotations without it
 INHERITED = "↑↑↑"  # CLDR's "same as the parent locale" marker
+NAMES_CACHE_VERSION = "1"  # bump when what is cached changes
 # Every 20 emoji of a subgroup (in a seeded order): 12 train, 3 dev, 5 test.
 SPLIT_PATTERN = ("train",) * 12 + ("dev",) * 3 + ("test",) * 5
 LABELS = ("group", "subgroup")
@@ -55,37 +59,66 @@ def read_emoji_test(path: Path) -> list[Emoji]:
     return found
 
 
-def read_annotations(*paths: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
+def read_annotations(*paths: Path, keywords: bool = True
+                     ) -> tuple[dict[str, str], dict[str, list[str]]]:
     """({emoji: short name}, {emoji: keywords}) from CLDR annotation files; later files
-    add to earlier ones (annotations, then annotationsDerived)."""
+    add to earlier ones (annotations, then annotationsDerived). keywords=False: names
+    only (the keywords dict stays empty)."""
     names: dict[str, str] = {}
-    keywords: dict[str, list[str]] = {}
+    found: dict[str, list[str]] = {}
     for path in paths:
         if not path.is_file():
             continue
         for node in ElementTree.parse(path).getroot().iter("annotation"):
+            tts = node.get("type") == "tts"
+            if not (tts or keywords):
+                continue
             key = node.get("cp", "").replace(VARIATION_SELECTOR, "")
             text = " ".join((node.text or "").split())
             if not key or not text or text == INHERITED:
                 continue
-            if node.get("type") == "tts":
+            if tts:
                 names[key] = text
             else:
-                keywords[key] = [k.strip() for k in text.split("|") if k.strip()]
-    return names, keywords
+                found[key] = [k.strip() for k in text.split("|") if k.strip()]
+    return names, found
+
+
+def _locale_files(cldr_common: Path) -> dict[str, tuple[Path, Path]]:
+    """Language locale (no region or script) -> its annotation and derived files."""
+    return {path.stem: (path, cldr_common / "annotationsDerived" / path.name)
+            for path in sorted((cldr_common / "annotations").glob("*.xml"))
+            if "_" not in path.stem and path.stem != "root"}
+
+
+def _names_cache(files: dict[str, tuple[Path, Path]]) -> Path:
+    """Where every locale's names are kept once parsed: a digest of the files' paths,
+    sizes and times names it, so other or changed data never reads a stale copy."""
+    digest = hashlib.sha256(NAMES_CACHE_VERSION.encode())
+    for path in (p for pair in files.values() for p in pair if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return cache_root() / "cldr-names" / f"{digest.hexdigest()[:20]}.json"
 
 
 def locale_annotations(cldr_common: Path, only: set[str] | None = None
                        ) -> dict[str, dict[str, str]]:
-    """Language locale (no region or script) -> {emoji: short name}; `only`: these."""
-    by_locale = {}
-    for path in sorted((cldr_common / "annotations").glob("*.xml")):
-        locale = path.stem
-        if "_" in locale or locale == "root" or (only is not None and locale not in only):
-            continue
-        names, _ = read_annotations(path, cldr_common / "annotationsDerived" / path.name)
-        by_locale[locale] = names
-    return by_locale
+    """Language locale (no region or script) -> {emoji: short name}; `only`: these.
+    Parsing the 122 locales' XML takes seconds; the names are cached after the first
+    time (assets' cache, keyed by the files)."""
+    files = _locale_files(cldr_common)
+    cached = _names_cache(files)
+    if cached.is_file():
+        by_locale = json.loads(cached.read_text(encoding="utf-8"))
+    else:
+        wanted = {k: v for k, v in files.items() if only is None or k in only}
+        by_locale = {locale: read_annotations(*pair, keywords=False)[0]
+                     for locale, pair in wanted.items()}
+        if only is None:
+            with staged_file(cached, suffix=".json") as partial:
+                partial.write_text(json.dumps(by_locale, ensure_ascii=False),
+                                   encoding="utf-8")
+    return {k: v for k, v in by_locale.items() if only is None or k in only}
 
 
 def split_by_emoji(emoji: list[Emoji], seed: int) -> dict[str, list[Emoji]]:

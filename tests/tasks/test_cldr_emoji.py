@@ -1,5 +1,6 @@
 """cldr-emoji: read from a hand-written Unicode tree where each rule of the task has a case,
-and from the real CLDR release (every locale's test set holds the same emoji)."""
+and from the real CLDR release (every locale's test set holds English's emoji, or the
+subset it names); the parsed names are cached, and changed files are read again."""
 
 from __future__ import annotations
 
@@ -145,3 +146,24 @@ def test_the_real_release():
         # The same 395 concepts (a locale may lack up to 5% of the names).
         assert 0.95 * 395 <= len(examples) <= 395, language
         assert all(Counter(e.label for e in examples)[k] <= n for k, n in english.items())
+
+
+def test_parsed_names_are_cached_and_changed_files_read_again(tree, monkeypatch, tmp_path):
+    import graddrop_dist.tasks.cldr_emoji as module
+
+    monkeypatch.setenv("GRADDROP_CACHE", str(tmp_path / "cache"))
+    split_pattern(monkeypatch, "test")
+    first = build_cldr_emoji(root=tree, min_coverage=0.5)
+    (cached,) = (tmp_path / "cache" / "cldr-names").iterdir()
+    parsed = []
+    real = module.read_annotations
+    monkeypatch.setattr(module, "read_annotations",
+                        lambda *a, **k: parsed.append(a) or real(*a, **k))
+    assert build_cldr_emoji(root=tree, min_coverage=0.5).test == first.test
+    assert [a for a in parsed if "de.xml" in str(a[0])] == []  # from the cache
+    german = tree / "cldr" / "common" / "annotations" / "de.xml"
+    german.write_text(german.read_text(encoding="utf-8").replace("Hundegesicht", "Hund"),
+                      encoding="utf-8")
+    again = build_cldr_emoji(root=tree, min_coverage=0.5)
+    assert "Hund" in {e.text for e in again.test["de"]}
+    assert len(list((tmp_path / "cache" / "cldr-names").iterdir())) == 2 and cached.exists()
