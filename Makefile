@@ -24,7 +24,7 @@ PYTEST_ARGS ?=
 # https://download.pytorch.org/whl/cpu gives the CPU build (the CPU image sets it).
 TORCH_INDEX ?=
 
-.PHONY: setup demo test test-all bench bench-check bench-slow-link gpu-check study clean
+.PHONY: setup demo test test-all bench bench-check bench-slow-link gpu-check study docs clean
 
 setup: $(STAMP)
 
@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,mpi,demo,study,tracking]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,docs,mpi,demo,study,tracking]"
 	touch $@
 
 # The offline default's tokenizer and benchmark data (graddrop_dist/assets/ says where
@@ -92,5 +92,9 @@ gpu-check: $(STAMP) $(ASSETS)
 study: $(STAMP) $(ASSETS)
 	$(VENV)/bin/graddrop-sweep study/cldr-emoji-sweep --report-dir docs/study
 
+# The documentation site (docs/, mkdocs.yml), built strictly: a broken link or anchor fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) $(CACHE) runs
+	rm -rf $(VENV) $(CACHE) runs site

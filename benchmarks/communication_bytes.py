@@ -7,7 +7,7 @@ element and row granularity.
 
 Paired in the same ranks: a dense and a compacted GradDrop with the same seed are
 attached on alternate steps (benchmarks/paired.py), so pair i of both draws the same mask
-and its ratio is exact; the interval runs over the pairs' masks. Goal (issue 8):
+and its ratio is exact; the interval runs over the pairs' masks. Goal:
 compacted <= (1 - p) of dense + 3%. The new task head is never masked, so its share of
 the model sets the floor (printed as "head share").
 """

@@ -10,7 +10,7 @@ path, the median of its rounds' ratios to the same round's `grad.mul_(scalar)` a
 the figures are the medians over processes with 95% bootstrap intervals over processes
 (benchmarks/paired.py). Processes, not rounds, because where a process's 256 MiB land in
 memory moves `mul_` and the copy by more than rounds within it vary. Goals: fused in place
-<= 2x a `mul_` (issue 2); throughput >= 0.5 of a plain copy on CPU (issue 8). The 95%-zero
+<= 2x a `mul_`; throughput >= 0.5 of a plain copy on CPU. The 95%-zero
 rows mask an embedding-like gradient (tokens absent from the batch): the kernel skips
 all-zero tiles without hashing them.
 """

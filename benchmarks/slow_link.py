@@ -16,7 +16,7 @@ not touch: that traffic is its floor.
 Needs root (ip netns, tc). It creates namespaces gdlink<pid>a/b holding the private
 addresses 10.213.79.1/30 and 10.213.79.2/30 on a veth pair it creates, and removes them
 on every exit (removing a namespace removes its end of the pair and its qdisc).
-Goal (issue 19): on 100 Mbit/s, compacted / dense <= 0.25 at p = 0.9 and <= 0.6 at 0.5.
+Goal: on 100 Mbit/s, compacted / dense <= 0.25 at p = 0.9 and <= 0.6 at 0.5.
 """
 
 from __future__ import annotations

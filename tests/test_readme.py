@@ -1,6 +1,7 @@
-"""Every command the README shows runs here, as a dry run where it would start a job or a
-cluster launch (`make -n`, `--dry-run`), and every Python example runs on a tiny model: the
-README cannot drift from the code."""
+"""Every code block of the README and of the documentation site (docs/) runs here: each
+command as a dry run where it would start a job or a cluster launch (`make -n`,
+`--dry-run`), each Python example on a tiny model, each YAML job or sweep validated; and
+the site builds strictly (a broken link or anchor fails). Neither can drift from the code."""
 
 from __future__ import annotations
 
@@ -19,19 +20,26 @@ import yaml
 from jobs import job_dict
 
 REPO = Path(__file__).resolve().parents[1]
-README = (REPO / "README.md").read_text()
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 BIN = Path(sys.executable).parent
 
 
+def blocks(language: str) -> list[tuple[str, str]]:
+    """(page, body) of every ```language block of every page."""
+    return [(str(page.relative_to(REPO)), body) for page in PAGES
+            for body in re.findall(rf"```{language}\n(.*?)```", page.read_text(), re.S)]
+
+
 def shell_commands() -> list[str]:
-    """Each command of every ```bash block, continuation lines joined, comments dropped."""
-    commands = []
-    for block in re.findall(r"```bash\n(.*?)```", README, re.S):
+    """Each command of every ```bash block (continuation lines joined, comments dropped),
+    once however many pages show it."""
+    commands = {}
+    for _, block in blocks("bash"):
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split(" #")[0].strip()
             if line and not line.startswith("#"):
-                commands.append(line)
-    return commands
+                commands.setdefault(line, None)
+    return list(commands)
 
 
 # Paths the README's examples name, and where they point here.
@@ -45,7 +53,7 @@ def as_dry_run(argv: list[str], workdir: Path) -> list[str]:
     places = {**PLACES, "/shared/xglue": str(workdir / "shared" / "xglue")}
     argv = [next((arg.replace(a, b) for a, b in places.items() if a in arg), arg)
             for arg in argv]
-    program, args = argv[0], argv[1:]
+    program, args = Path(argv[0]).name, argv[1:]  # .venv/bin/graddrop-sweep too
     if program == "pip":  # the package is this checkout; resolve it, install nothing
         assert args[0] == "install" and args[1].startswith("graddrop-dist")
         extras = args[1].removeprefix("graddrop-dist")
@@ -66,7 +74,8 @@ def as_dry_run(argv: list[str], workdir: Path) -> list[str]:
             [*args[:split], "--dry-run"]
         return [str(BIN / program), *launcher_args, *args[split:]]
     if program in ("graddrop-train", "graddrop-sweep"):
-        starts_nothing = {"--dry-run", "--print-config", "--list-recipes"} & set(args)
+        starts_nothing = {"--dry-run", "--print-config", "--list-recipes",
+                          "--copy-recipe"} & set(args)
         return [str(BIN / program), *args, *([] if starts_nothing else ["--dry-run"])]
     raise AssertionError(f"README command with no dry run here: {' '.join(argv)}")
 
@@ -107,15 +116,18 @@ def test_readme_command_runs_as_a_dry_run(command, workdir):
             f"{argv}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
         if argv[0].endswith("graddrop-train"):
             printed = "# resolved for" if "--print-config" in argv else \
-                "# graddrop-train NAME" if "--list-recipes" in argv else "nothing started"
+                "# graddrop-train NAME" if "--list-recipes" in argv else \
+                "copied" if "--copy-recipe" in argv else "nothing started"
             assert printed in result.stdout
         assert files_under(workdir / "runs") == before  # a dry run writes nothing
     finally:
         shutil.rmtree(workdir / "runs", ignore_errors=True)
+        if "--copy-recipe" in argv:  # the copy, so the command can run again
+            (workdir / argv[argv.index("--copy-recipe") + 1]).unlink(missing_ok=True)
 
 
 def python_examples() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README, re.S)
+    return [body for _, body in blocks("python")]
 
 
 def run_example(rank, world_size, source: str):
@@ -150,3 +162,28 @@ def test_readme_python_example_runs(index):
 
     (defined,) = run_ranks(run_example, 1, python_examples()[index], timeout=120)
     assert defined  # the example ran to its end
+
+
+@pytest.mark.parametrize("page, body", blocks("yaml"), ids=lambda v: v[:40])
+def test_a_yaml_block_is_a_valid_job_or_sweep(page, body, tmp_path):
+    from graddrop_dist.study.sweep_config import load_sweep
+    from graddrop_dist.trainer.job_config import JobConfig
+
+    data = yaml.safe_load(body)
+    if "grid" in data:
+        (tmp_path / "sweep.yaml").write_text(body)
+        load_sweep(tmp_path / "sweep.yaml")
+    else:
+        JobConfig.from_dict(data)
+
+
+def test_the_documentation_site_builds_strictly(tmp_path):
+    result = subprocess.run([str(BIN / "mkdocs"), "build", "--strict", "--site-dir",
+                             str(tmp_path / "site")], cwd=REPO, capture_output=True, text=True,
+                            timeout=240, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "site" / "index.html").is_file()
+
+
+def test_the_readme_is_a_front_page():
+    assert len((REPO / "README.md").read_text().splitlines()) <= 200
