@@ -2,17 +2,19 @@
 
     from graddrop_dist import GradDrop, GradDropConfig
     graddrop = GradDrop(GradDropConfig(method="graddrop", drop_rate=0.5)).attach(model, opt)
+
+The names below are imported on first use: `import graddrop_dist` (and the launcher, and
+validating a job config) loads no torch. The mask checks the torch release when it loads.
 """
 
-import torch as _torch
+from graddrop_dist.lazy import lazy_attributes
 
-from graddrop_dist.versions import check as _check_version
-
-_check_version("torch", _torch.__version__)
-
-from graddrop_dist.algorithm import GradDrop  # noqa: E402
-from graddrop_dist.config import GradDropConfig  # noqa: E402
-from graddrop_dist.mask import canonical_name, keep_mask, mask_gradient  # noqa: E402
-
+__getattr__ = lazy_attributes(__name__, {
+    "GradDrop": "graddrop_dist.algorithm",
+    "GradDropConfig": "graddrop_dist.config",
+    "canonical_name": "graddrop_dist.mask",
+    "keep_mask": "graddrop_dist.mask",
+    "mask_gradient": "graddrop_dist.mask",
+})
 __all__ = ["GradDrop", "GradDropConfig", "canonical_name", "keep_mask", "mask_gradient"]
 __version__ = "0.1.0"

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from graddrop_dist.adapters import adapter_for, unwrap_optimizer
+from graddrop_dist.adapters import adapter_for
 from graddrop_dist.config import GradDropConfig
 from graddrop_dist.ranks.agreement import raise_on_disagreement
 from graddrop_dist.mask import canonical_name, dispatch
@@ -50,23 +50,25 @@ class GradDrop:
 
     # ----------------------------------------------------------------- attach / detach
     def attach(self, model, optimizer=None, *, steps_per_epoch: int | None = None,
-               adapter=None) -> GradDrop:
-        """adapter: the adapter class to use (a trainer backend names its own); by default
-        it is chosen from what `model` is (graddrop_dist.adapters.adapter_for)."""
+               epochs: int | None = None, wrapped_by: str | None = None) -> GradDrop:
+        """epochs: the run's length in epochs, which fills `unfreeze_epochs: null` (the
+        last epoch: GradDropConfig.for_epochs). wrapped_by: "ddp" or "deepspeed" when
+        `model` is the module inside such a wrapper (graddrop_dist.adapters.adapter_for
+        picks the adapter from what `model` is)."""
         if self._adapter is not None:
             raise RuntimeError("GradDrop is already attached; call detach() first")
         if steps_per_epoch is not None and steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
         self.steps_per_epoch = steps_per_epoch
-        if self.requested.needs_unfreeze_epochs and self.requested.unfreeze_epochs is None:
-            raise ValueError(f"graddrop.unfreeze_epochs: {self.requested.method} needs the "
-                             "epoch from which everything trains; set it (graddrop-train "
-                             "sets it to the run's last epoch)")
-        adapter = (adapter(model, unwrap_optimizer(optimizer)) if adapter
-                   else adapter_for(model, optimizer))
+        config = self.requested if epochs is None else self.requested.for_epochs(epochs)
+        if config.needs_unfreeze_epochs and config.unfreeze_epochs is None:
+            raise ValueError(f"graddrop.unfreeze_epochs: {config.method} needs the epoch "
+                             "from which everything trains; set it, or pass epochs= to "
+                             "attach (graddrop-train passes the run's)")
+        adapter = adapter_for(model, optimizer, wrapped_by=wrapped_by)
+        self.config = config
         self.plans = self._plan(adapter.named_parameter_shapes())
         self.layers = num_layers(self.plans.values())
-        self.config = self.requested
         if adapter.distributed:
             # Before any hook exists: a disagreement raises on every rank, no hang.
             self.config = self.config.replace(seed=self._agreed_seed(adapter))
@@ -110,6 +112,11 @@ class GradDrop:
         gathered = raise_on_disagreement(payload, "ranks disagree before the first step",
                                          group, carry=drawn)
         return gathered[0]["carry"]
+
+    @property
+    def backend(self) -> str | None:
+        """Where the mask acts now: single, ddp, fsdp1, fsdp2 or deepspeed (None: detached)."""
+        return None if self._adapter is None else self._adapter.backend
 
     # ----------------------------------------------------------------- step and epoch
     @property

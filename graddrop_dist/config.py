@@ -23,12 +23,6 @@ MASKED_METHODS = ("graddrop", "graddrop-epoch", "sparse-unfreeze", "layer-graddr
                   "childtuning-f")
 FREEZING_METHODS = ("head-only", "gradual-unfreeze")
 
-DEEPSPEED_COMPACT_ERROR = (
-    "graddrop.compact: DeepSpeed has no hook for its gradient collective, so it always "
-    "reduces densely (README, \"Communication compaction\"); allowed with backend "
-    "deepspeed: false (compaction works with ddp, fsdp1, fsdp2)")
-
-
 @typed_config
 class GradDropConfig:
     SECTION = "graddrop"
@@ -103,6 +97,14 @@ class GradDropConfig:
     def rescales(self) -> bool:
         """The effective rescale flag (the method's default when `rescale` is null)."""
         return self.method == "childtuning-f" if self.rescale is None else self.rescale
+
+    def for_epochs(self, epochs: int) -> GradDropConfig:
+        """This config for a run of `epochs` epochs: `unfreeze_epochs: null` becomes the
+        run's last epoch (the one owner of that rule: graddrop-train and the Hugging Face
+        callback both call it)."""
+        if self.unfreeze_epochs is not None:
+            return self
+        return self.replace(unfreeze_epochs=max(1, epochs - 1))
 
     @property
     def needs_unfreeze_epochs(self) -> bool:

@@ -1,5 +1,8 @@
-"""The lowest releases of torch, transformers and DeepSpeed this code really needs, checked
-when each is first used, with a one-line error instead of an AttributeError deep inside.
+"""The releases of torch, transformers, DeepSpeed and accelerate this code needs, and the
+ones it was tested on, checked when each is first used: older than MINIMUM is a one-line
+error instead of an AttributeError deep inside; newer than TESTED (another minor release)
+is one warning, since the private attributes graddrop-dist reaches
+(graddrop_dist/adapters/_internals.py) were checked on those releases only.
 
 torch 2.13: FSDP2's `set_reduce_scatter_unused_params` (a fixed reduce-scatter layout for
 the custom reduce-scatter that masks it; `set_custom_reduce_scatter` itself is 2.9).
@@ -11,10 +14,16 @@ instead of skipping it (both found by the test suite). transformers 5.0: the sui
 from __future__ import annotations
 
 import importlib.metadata
+import warnings
 
 from packaging.version import Version
 
-MINIMUM = {"torch": "2.13", "transformers": "5.0", "deepspeed": "0.19.8"}
+MINIMUM = {"torch": "2.13", "transformers": "5.0", "deepspeed": "0.19.8",
+           "accelerate": "1.15"}
+# major.minor of what constraints.txt pins and the test suite (its canary of the private
+# attributes, tests/unit/test_internals.py, among them) ran on.
+TESTED = {"torch": "2.13", "transformers": "5.24", "deepspeed": "0.19", "accelerate": "1.15"}
+_warned: set[str] = set()
 
 
 class VersionTooOld(ImportError):
@@ -23,9 +32,17 @@ class VersionTooOld(ImportError):
 
 def check(package: str, found: str) -> None:
     needed = MINIMUM[package]
-    if Version(Version(found).base_version) < Version(needed):
+    release = Version(Version(found).base_version)
+    if release < Version(needed):
         raise VersionTooOld(f"graddrop-dist needs {package} >= {needed}, found {found}: "
                             f"pip install '{package}>={needed}'")
+    tested = Version(TESTED[package])
+    if (release.major, release.minor) > (tested.major, tested.minor) and package not in _warned:
+        _warned.add(package)
+        warnings.warn(f"graddrop-dist was tested with {package} {tested}.x, found {found}: "
+                      "the torch / DeepSpeed / accelerate internals it reaches "
+                      "(graddrop_dist/adapters/_internals.py) may have moved; the test "
+                      "suite's canary (tests/unit/test_internals.py) says", stacklevel=2)
 
 
 def require(package: str) -> None:

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from graddrop_dist.trainer.preemption import PREEMPTED_EXIT
+from graddrop_dist.cli_errors import PREEMPTED_EXIT
 from graddrop_launcher.hostfile import LaunchError
 
 TRAINER = ["-m", "graddrop_dist.trainer"]

@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 
-from graddrop_dist.trainer.preemption import PREEMPTED_EXIT, STOP_SIGNALS
+from graddrop_dist.cli_errors import PREEMPTED_EXIT, STOP_SIGNALS
 
 FORWARDED_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
 

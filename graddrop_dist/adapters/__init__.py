@@ -1,21 +1,33 @@
-"""One adapter per backend; `adapter_for` picks it from the object handed to attach().
+"""Where the mask acts: one adapter per backend, chosen in one place, `adapter_for`, which
+`GradDrop.attach`, the trainer's backends (graddrop_dist/backends/) and the Hugging Face
+callback all call.
 
-| backend | where the mask is applied (before the reduction) |
-|---|---|
-| single process | tensor hook on each parameter |
-| DDP | tensor hook (before the reducer's AccumulateGrad hook) |
-| FSDP1 | communication hook on each unit's full flat gradient |
-| FSDP2 | custom reduce-scatter on each group's flat buffer |
-| DeepSpeed ZeRO 0-3 | tensor hook (full gradient, before the engine's reduction) |
+| what GradDrop is attached to | adapter (module) | where the mask is applied, before the reduction |
+|---|---|---|
+| a module (one process) | `TensorHookAdapter` (single.py) | tensor hooks on each parameter |
+| `DistributedDataParallel` | `DDPAdapter` (ddp.py) | DDP communication hook, bucket by bucket |
+| the module inside DDP | `DDPModuleAdapter` (ddp.py) | tensor hooks, before DDP's reducer |
+| FSDP1 | `FSDP1Adapter` (fsdp1.py) | communication hook on each unit's flat gradient |
+| FSDP2 (`fully_shard`) | `FSDP2Adapter` (fsdp2.py) | custom reduce-scatter of each group's buffer |
+| a DeepSpeed engine (ZeRO 0-3) | `DeepSpeedAdapter` (deepspeed.py) | tensor hooks, full `ds_shape` gradient |
+| the module inside an engine | `DeepSpeedModuleAdapter` (deepspeed.py) | the same, steps counted by the caller |
+
+Importing this package imports no torch; `adapter_for` does.
 """
 
 from __future__ import annotations
 
 import sys
 
-import torch
-
-from graddrop_dist.adapters.base import Adapter, TensorHookAdapter
+# What an adapter cannot do, said in one line by config validation before anything loads
+# (graddrop_dist/backends/registry.py) and by the adapter itself at attach.
+COMPACTION_UNSUPPORTED = {
+    "deepspeed": ("graddrop.compact: DeepSpeed has no hook for its gradient collective, so it "
+                  "always reduces densely (docs/backends.md, \"Communication compaction\"); "
+                  "allowed with backend deepspeed: false (compaction works with ddp, fsdp1, "
+                  "fsdp2)"),
+}
+WRAPPED_BY = ("ddp", "deepspeed")
 
 
 def _is_deepspeed_engine(model) -> bool:
@@ -40,13 +52,23 @@ def unwrap_optimizer(optimizer):
     return optimizer
 
 
-def adapter_for(model, optimizer=None) -> Adapter:
-    """The adapter for what `model` is (a DeepSpeed engine, DDP, FSDP1, FSDP2, a module)."""
+def adapter_for(model, optimizer=None, *, wrapped_by: str | None = None):
+    """The adapter for what `model` is: a DeepSpeed engine, DDP, FSDP1, FSDP2 or a module.
+
+    wrapped_by: "ddp" or "deepspeed" when `model` is the module inside such a wrapper that
+    the caller cannot hand over (a Hugging Face Trainer callback is handed those)."""
+    import torch
     from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
     from torch.nn.parallel import DistributedDataParallel
 
     optimizer = unwrap_optimizer(optimizer)
+    if wrapped_by not in (None, *WRAPPED_BY):
+        raise ValueError(f"wrapped_by: expected one of {', '.join(WRAPPED_BY)} or None, got "
+                         f"{wrapped_by!r}")
+    if wrapped_by == "deepspeed":
+        from graddrop_dist.adapters.deepspeed import DeepSpeedModuleAdapter
 
+        return DeepSpeedModuleAdapter(model, None)
     if _is_deepspeed_engine(model):
         from graddrop_dist.adapters.deepspeed import DeepSpeedAdapter
 
@@ -62,17 +84,26 @@ def adapter_for(model, optimizer=None) -> Adapter:
         from graddrop_dist.adapters.fsdp1 import FSDP1Adapter
 
         return FSDP1Adapter(model, optimizer)
-    if isinstance(model, torch.nn.Module):
-        modules = list(model.modules())
-        if any(isinstance(m, FSDPModule) for m in modules):
-            from graddrop_dist.adapters.fsdp2 import FSDP2Adapter
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"GradDrop.attach: unsupported model type {type(model).__name__}; "
+                        "expected a torch.nn.Module, a DDP / FSDP1 / FSDP2 module or a "
+                        "DeepSpeed engine")
+    modules = list(model.modules())
+    if any(isinstance(m, FSDPModule) for m in modules):
+        from graddrop_dist.adapters.fsdp2 import FSDP2Adapter
 
-            return FSDP2Adapter(model, optimizer)
-        if any(isinstance(m, (FullyShardedDataParallel, DistributedDataParallel))
-               for m in modules):
-            raise TypeError("GradDrop.attach: pass the outermost DDP / FSDP1 wrapper, "
-                            "not a module that contains one")
-        return TensorHookAdapter(model, optimizer)
-    raise TypeError(f"GradDrop.attach: unsupported model type {type(model).__name__}; "
-                    "expected a torch.nn.Module, a DDP / FSDP1 / FSDP2 module or a "
-                    "DeepSpeed engine")
+        return FSDP2Adapter(model, optimizer)
+    if any(isinstance(m, (FullyShardedDataParallel, DistributedDataParallel))
+           for m in modules):
+        raise TypeError("GradDrop.attach: pass the outermost DDP / FSDP1 wrapper, not a "
+                        "module that contains one")
+    if wrapped_by == "ddp":
+        from graddrop_dist.adapters.ddp import DDPModuleAdapter
+
+        return DDPModuleAdapter(model, optimizer)
+    from graddrop_dist.adapters.single import TensorHookAdapter
+
+    return TensorHookAdapter(model, optimizer)
+
+
+__all__ = ["COMPACTION_UNSUPPORTED", "WRAPPED_BY", "adapter_for", "unwrap_optimizer"]

@@ -10,7 +10,8 @@ so GradDrop can be switched off and on again.
 DDP accepts one communication hook. If the model already has one (fp16 compression, a
 user's own), the adapter masks in tensor hooks instead, which run before the reducer's
 AccumulateGrad hook: the buckets are then filled with masked gradients and the user's
-hook reduces them.
+hook reduces them. The same tensor hooks serve the module inside a DDP wrapper nobody
+hands over (`DDPModuleAdapter`: what a Hugging Face Trainer callback is given).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import torch
 import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
-from graddrop_dist.adapters.base import TensorHookAdapter
+from graddrop_dist.adapters import _internals
 from graddrop_dist.adapters.compaction import kept, pack_spans, unpack_spans
+from graddrop_dist.adapters.single import TensorHookAdapter
 from graddrop_dist.mask import canonical_name, dispatch
 
 
@@ -36,14 +38,14 @@ class DDPAdapter(TensorHookAdapter):
 
     def install_masking(self) -> None:
         names = {id(param): canonical_name(name) for name, param in self.named_parameters()}
-        earlier = [state for _, state in self.model._comm_hooks
-                   if isinstance(state, _BucketMasking)]
+        hooks = _internals.ddp_comm_hook_states(self.model)
+        earlier = [state for state in hooks if isinstance(state, _BucketMasking)]
         if earlier:  # a detached GradDrop's hook (DDP cannot unregister one): re-arm it
             self.mode = "comm hook"
             earlier[0].arm(self.source, names)
             self._handles.append(earlier[0])
             return
-        if self.model._comm_hooks:  # DDP keeps the hooks it was given here
+        if hooks:  # another communication hook: DDP takes only one
             if self.source.compact:
                 raise ValueError("graddrop.compact: this DDP model already has a "
                                  "communication hook, and compaction needs to be DDP's "
@@ -102,3 +104,20 @@ def _compact_allreduce(state: _BucketMasking, bucket):
         return buffer
 
     return future.then(unpack)
+
+
+class DDPModuleAdapter(TensorHookAdapter):
+    """The module inside a DDP wrapper: tensor hooks run before the reducer's
+    AccumulateGrad hook, so every bucket is filled with masked gradients. Compaction needs
+    DDP's communication hook, which only the wrapper offers."""
+
+    backend = "ddp"
+    distributed = True
+
+    def install(self, source) -> None:
+        if source.compact:
+            raise ValueError("graddrop.compact: the module inside DDP was given (the Hugging "
+                             "Face Trainer hands callbacks no DDP wrapper), and compaction "
+                             "needs DDP's communication hook; allowed there: false "
+                             "(graddrop-train and accelerate's prepared DDP model allow true)")
+        super().install(source)

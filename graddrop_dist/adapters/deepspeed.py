@@ -5,13 +5,15 @@ partitioned but the gradient handed to the hook has its full `ds_shape`), before
 engine's reduce / reduce-scatter hooks, which hang off AccumulateGrad. The mask step is
 the engine's applied optimizer step: `engine.step()` is called every micro-batch and only
 steps at the gradient-accumulation boundary, when `global_steps` increases; a step the
-engine skips (`skipped_steps` increases too) does not count.
+engine skips (`skipped_steps` increases too) does not count. The module inside an engine
+(`DeepSpeedModuleAdapter`: what a Hugging Face Trainer callback is given) is masked the
+same way; its caller counts the steps.
 """
 
 from __future__ import annotations
 
-from graddrop_dist.adapters.base import TensorHookAdapter
-from graddrop_dist.config import DEEPSPEED_COMPACT_ERROR
+from graddrop_dist.adapters import COMPACTION_UNSUPPORTED, _internals
+from graddrop_dist.adapters.single import TensorHookAdapter
 
 
 class DeepSpeedAdapter(TensorHookAdapter):
@@ -20,7 +22,7 @@ class DeepSpeedAdapter(TensorHookAdapter):
 
     def install(self, source) -> None:
         if source.compact:
-            raise ValueError(DEEPSPEED_COMPACT_ERROR)
+            raise ValueError(COMPACTION_UNSUPPORTED["deepspeed"])
         super().install(source)
 
     def named_parameters(self):
@@ -33,27 +35,19 @@ class DeepSpeedAdapter(TensorHookAdapter):
         return getattr(self.model, "data_parallel_group", None)
 
     def install_step_counter(self) -> None:
-        engine = self.model
-        engine_step = engine.step
-        source = self.source
-
-        def step(*args, **kwargs):
-            before = engine.global_steps, engine.skipped_steps
-            result = engine_step(*args, **kwargs)
-            # global_steps also counts a step the engine skipped (an fp16 overflow, a
-            # non-finite gradient): only an applied step moves the mask on.
-            if engine.global_steps != before[0] and engine.skipped_steps == before[1]:
-                source.optimizer_stepped()
-            return result
-
-        # An instance attribute shadows the method; remove() deletes it again.
-        engine.step = step
-        self._handles.append(_DeleteAttribute(engine, "step"))
+        self._handles.append(_internals.deepspeed_on_applied_step(
+            self.model, self.source.optimizer_stepped))
 
 
-class _DeleteAttribute:
-    def __init__(self, owner, name: str) -> None:
-        self.owner, self.name = owner, name
+class DeepSpeedModuleAdapter(DeepSpeedAdapter):
+    """The engine's module; its parameters carry `ds_shape` under ZeRO-3. Steps are
+    counted by the caller (GradDropCallback.on_optimizer_step), not the engine."""
 
-    def remove(self) -> None:
-        self.owner.__dict__.pop(self.name, None)
+    def named_parameters(self):
+        return self.model.named_parameters()
+
+    def process_group(self):
+        return _internals.deepspeed_data_parallel_group()
+
+    def install_step_counter(self) -> None:
+        return

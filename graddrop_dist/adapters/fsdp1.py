@@ -6,8 +6,8 @@ NO_SHARD) before the reduce-scatter / all-reduce: the adapter masks every parame
 segment of it in place (the buffer is FSDP's own), then runs PyTorch's default hook.
 
 `register_comm_hook` hands the same state to every unit; the hook must know which flat
-parameter it sees, so after registering, each unit's `_comm_hook_state` is set to a state
-carrying that unit's layout (the same private field register_comm_hook writes).
+parameter it sees, so after registering, each unit's hook state is set to one carrying
+that unit's layout (the private field register_comm_hook writes: adapters/_internals.py).
 
 With `compact: true` only kept elements travel. The flat gradient is [world_size, shard]:
 row r, what rank r keeps, is packed by the shared mask span by span (a parameter can
@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-from torch.distributed.algorithms._comm_hooks import default_hooks
 from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
 
+from graddrop_dist.adapters import _internals
 from graddrop_dist.adapters.base import Adapter
 from graddrop_dist.adapters.compaction import (Padding, compact_reduce_scatter, kept,
                                                 pack_spans, spans_of, unpack_spans)
 from graddrop_dist.mask import canonical_name, dispatch
 
-HYBRID = {ShardingStrategy.HYBRID_SHARD, ShardingStrategy._HYBRID_SHARD_ZERO2}
+default_hooks = _internals.fsdp1_default_hooks()
+HYBRID = _internals.fsdp1_hybrid_strategies()
+SUPPORTED = ", ".join(s.name for s in ShardingStrategy
+                      if s not in HYBRID and not s.name.startswith("_"))
 
 
 class _UnitState(default_hooks.DefaultState):
@@ -98,17 +101,18 @@ def _compact_hook(state: _UnitState, grad: torch.Tensor, output: torch.Tensor | 
 def _units(root: FullyShardedDataParallel):
     """(module path, FSDP unit) for every unit that owns a flat parameter."""
     for path, module in root.named_modules():
-        if isinstance(module, FullyShardedDataParallel) and module._handle is not None:
+        if isinstance(module, FullyShardedDataParallel) and \
+                _internals.fsdp1_flat_param(module) is not None:
             yield path, module
 
 
 def _segments(path: str, unit: FullyShardedDataParallel, with_padding: bool = False):
     """(name, start, numel) of each parameter in the unit's flat gradient; with_padding:
     alignment padding too, as (None, start, numel)."""
-    flat = unit._handle.flat_param
-    names = iter(flat._fqns)
+    fqns, numels, padding, _ = _internals.fsdp1_flat_layout(_internals.fsdp1_flat_param(unit))
+    names = iter(fqns)
     start = 0
-    for numel, is_padding in zip(flat._numels_with_padding, flat._is_padding_mask):
+    for numel, is_padding in zip(numels, padding):
         if not is_padding:
             fqn = next(names)
             yield (f"{path}.{fqn}" if path else fqn), start, numel
@@ -127,8 +131,8 @@ class FSDP1Adapter(Adapter):
             if unit.sharding_strategy in HYBRID:
                 raise ValueError(f"GradDrop under FSDP1: sharding_strategy "
                                  f"{unit.sharding_strategy.name} is not supported (FSDP1 has "
-                                 "no communication hook for hybrid sharding); allowed: "
-                                 "FULL_SHARD, SHARD_GRAD_OP, NO_SHARD")
+                                 f"no communication hook for hybrid sharding); allowed: "
+                                 f"{SUPPORTED}")
             mixed = unit.mixed_precision
             if mixed is not None and mixed.reduce_dtype not in (None, mixed.param_dtype):
                 raise ValueError("GradDrop under FSDP1: mixed_precision.reduce_dtype must "
@@ -136,12 +140,12 @@ class FSDP1Adapter(Adapter):
                                  "gradient's dtype)")
 
     def named_parameter_shapes(self):
-        shapes = []
+        named = []
         for path, unit in _units(self.model):
-            flat = unit._handle.flat_param
-            for (name, _, _), shape in zip(_segments(path, unit), flat._shapes):
-                shapes.append((name, tuple(shape)))
-        return shapes
+            *_, shapes = _internals.fsdp1_flat_layout(_internals.fsdp1_flat_param(unit))
+            for (name, _, _), shape in zip(_segments(path, unit), shapes):
+                named.append((name, tuple(shape)))
+        return named
 
     def named_parameters(self):
         raise NotImplementedError("FSDP1 parameters are read from the flat parameters")
@@ -158,14 +162,13 @@ class FSDP1Adapter(Adapter):
         maskable = [[seg for seg in layout if seg[0] and source.maskable(seg[0])]
                     for layout in layouts]
         if any(maskable):
-            from torch.distributed.fsdp._traversal_utils import _get_fsdp_states
-
             self.model.register_comm_hook(None, _masking_hook)
-            for state in _get_fsdp_states(self.model):  # units without parameters too
-                state._comm_hook_state = _UnitState(state.process_group, source, [])
+            for state in _internals.fsdp1_states(self.model):  # units without parameters
+                _internals.fsdp1_set_comm_hook_state(
+                    state, _UnitState(state.process_group, source, []))
             for (_, unit), segments, layout in zip(units, maskable, layouts):
-                unit._comm_hook_state = _UnitState(unit.process_group, source, segments,
-                                                   layout)
+                _internals.fsdp1_set_comm_hook_state(
+                    unit, _UnitState(unit.process_group, source, segments, layout))
             self._handles.append(_UnregisterCommHooks(self.model))
         self.install_step_counter()
 
@@ -175,8 +178,5 @@ class _UnregisterCommHooks:
         self.root = root
 
     def remove(self) -> None:
-        from torch.distributed.fsdp._traversal_utils import _get_fsdp_states
-
-        for state in _get_fsdp_states(self.root):
-            state._comm_hook = None
-            state._comm_hook_state = None
+        for state in _internals.fsdp1_states(self.root):
+            _internals.fsdp1_clear_comm_hook(state)

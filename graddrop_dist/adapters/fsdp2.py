@@ -24,26 +24,29 @@ import math
 
 import torch
 from torch.distributed.fsdp import FSDPModule
-from torch.distributed.fsdp._fully_shard._fsdp_collectives import DefaultReduceScatter
 
+from graddrop_dist.adapters import _internals
 from graddrop_dist.adapters.base import Adapter
 from graddrop_dist.adapters.compaction import Padding, compact_reduce_scatter, kept
 from graddrop_dist.mask import canonical_name, dispatch
+
+
+DefaultReduceScatter = _internals.fsdp2_default_reduce_scatter()
 
 
 class MaskingReduceScatter(DefaultReduceScatter):
     def __init__(self, source, group_params) -> None:
         super().__init__()
         self.source = source
-        self.group_params = group_params  # [(canonical name, FSDPParam)] of one group
+        # (canonical name, sharded parameter, unsharded size) of one group, in buffer order
+        self.group_params = group_params
 
     def layout(self, world_size: int):
         """(name, numel, chunk) of each parameter in the buffer, in buffer order."""
         spans = []
-        for name, fsdp_param in self.group_params:
-            if not fsdp_param.sharded_param.requires_grad:
+        for name, sharded, size in self.group_params:
+            if not sharded.requires_grad:
                 continue
-            size = fsdp_param._orig_size
             numel = math.prod(size)
             padded_rows = math.ceil(size[0] / world_size) * world_size if len(size) else 1
             chunk = (padded_rows // world_size) * (numel // size[0] if len(size) else 1)
@@ -114,13 +117,13 @@ class FSDP2Adapter(Adapter):
         return tuple(param.shape)  # a DTensor reports its global shape
 
     def process_group(self):
-        mesh = fsdp2_modules(self.model)[0]._get_fsdp_state()._fsdp_param_groups[0].mesh_info
-        return mesh.shard_process_group
+        groups = _internals.fsdp2_param_groups(fsdp2_modules(self.model)[0])
+        return _internals.fsdp2_group_mesh(groups[0])[0]
 
     def install_masking(self) -> None:
         names = {id(param): canonical_name(name) for name, param in self.named_parameters()}
         for module in fsdp2_modules(self.model):
-            groups = module._get_fsdp_state()._fsdp_param_groups
+            groups = _internals.fsdp2_param_groups(module)
             if not groups:
                 continue
             if len(groups) > 1:
@@ -128,15 +131,14 @@ class FSDP2Adapter(Adapter):
                                  "groups (shard_placement_fn meshes) is not supported")
             group = groups[0]
             params = []
-            for fsdp_param in group.fsdp_params:
-                placement = fsdp_param.fsdp_placement
-                if placement.dim != 0:
+            for sharded, dim, size in _internals.fsdp2_group_params(group):
+                if dim != 0:
                     raise ValueError(f"GradDrop under FSDP2: parameters must be sharded on "
-                                     f"dim 0, got Shard({placement.dim})")
-                params.append((names[id(fsdp_param.sharded_param)], fsdp_param))
+                                     f"dim 0, got Shard({dim})")
+                params.append((names[id(sharded)], sharded, size))
             module.set_reduce_scatter_unused_params(True, recurse=False)
             masking = MaskingReduceScatter(self.source, params)
-            if group.mesh_info.shard_mesh_size == 1:
+            if _internals.fsdp2_group_mesh(group)[1] == 1:
                 # One rank: FSDP2 copies the buffer instead of reduce-scattering it, and
                 # the first thing to see the copy is the all-reduce hook.
                 module.set_all_reduce_hook(masking.mask_whole_buffer)
@@ -151,6 +153,6 @@ class _RestoreReduceScatter:
 
     def remove(self) -> None:
         self.module.set_custom_reduce_scatter(DefaultReduceScatter())
-        for group in self.module._get_fsdp_state()._fsdp_param_groups:
-            group._all_reduce_hook = None  # FSDP2 has no public way to unset it
+        for group in _internals.fsdp2_param_groups(self.module):
+            _internals.fsdp2_clear_all_reduce_hook(group)
         self.module.set_reduce_scatter_unused_params(False, recurse=False)

@@ -27,6 +27,7 @@ import torch
 from graddrop_dist.mask import canonical_name
 from graddrop_dist.backends.checkpointing import DistributedCheckpointing
 from graddrop_dist.backends.placement import move_batch
+from graddrop_dist.backends.registry import BackendSpec, backend_spec
 from graddrop_dist.backends.settings import TrainSettings
 
 # An fp16 overflow with the loss scale already this low is a non-finite gradient, not an
@@ -55,42 +56,32 @@ def _loss(output):
 
 
 class Backend(DistributedCheckpointing):
-    name = "abstract"
-    distributed = True  # runs under a process group (single does not)
-    can_reshard = True  # its checkpoints load on another world size
-    adapter: type | None = None  # the GradDrop adapter (graddrop_dist/adapters/)
-    options: tuple[str, ...] = ()  # BackendConfig fields it reads (constructor keywords)
-    required: tuple[str, ...] = ()  # ... of which these must be set
-    compaction_refusal: str | None = None  # why graddrop.compact cannot work here, if not
+    name = "abstract"  # its entry in graddrop_dist/backends/registry.py says the rest
 
     def __init__(self, model: torch.nn.Module, *, settings: TrainSettings | None = None,
                  device: torch.device | str | None = None, layer_classes: tuple = (),
                  make_optimizer: Callable | None = None, **options) -> None:
         self.settings = settings or TrainSettings()
         self.device = torch.device(device if device is not None else "cpu")
-        self.skipped_steps = 0  # non-finite steps skipped (train.nonfinite=skip)
-        self.overflow_steps = 0  # fp16 steps skipped by the loss scaler
+        # What the last train_step did: "applied", or "skipped-nonfinite" (a NaN / Inf
+        # gradient under train.nonfinite=skip) or "skipped-overflow" (fp16 loss scaling).
+        self.last_step = "applied"
         self.model, self.optimizer, self.scheduler = self.build(
             model, tuple(layer_classes), make_optimizer, **options)
         self.scaler = self.make_scaler() if self.settings.precision == "fp16" else None
 
     # ------------------------------------------------------------------ configuration
-    @classmethod
-    def check_config(cls, backend_config) -> None:
-        """A BackendConfig field this backend does not read must keep its default; the
-        ones it requires must be set."""
-        for field in cls.required:
-            if not getattr(backend_config, field):
-                raise ValueError(f"backend.{field}: required when backend.name is {cls.name}")
-        for field, default in backend_config.defaults().items():
-            if field not in cls.options and getattr(backend_config, field) != default:
-                keep = "unset" if default is None else f"at {default}"
-                raise ValueError(f"backend.{field}: not used by backend.name {cls.name}; "
-                                 f"leave it {keep}, or pick a backend that reads it")
+    @property
+    def spec(self) -> BackendSpec:
+        return backend_spec(self.name)
 
-    @classmethod
-    def options_from(cls, backend_config) -> dict:
-        return {field: getattr(backend_config, field) for field in cls.options}
+    @property
+    def distributed(self) -> bool:
+        return self.spec.distributed
+
+    @property
+    def can_reshard(self) -> bool:
+        return self.spec.can_reshard
 
     @classmethod
     def preflight(cls, *, settings: TrainSettings, device: torch.device, world_size: int,
@@ -133,9 +124,12 @@ class Backend(DistributedCheckpointing):
         """What GradDrop counts optimizer steps on (None: the adapter counts them)."""
         return self.optimizer
 
-    def attach(self, graddrop, *, steps_per_epoch: int | None = None):
+    def attach(self, graddrop, *, steps_per_epoch: int | None = None,
+               epochs: int | None = None):
+        """GradDrop on the wrapped model (graddrop_dist.adapters.adapter_for picks where
+        the mask acts)."""
         return graddrop.attach(self.model, self.graddrop_optimizer,
-                               steps_per_epoch=steps_per_epoch, adapter=self.adapter)
+                               steps_per_epoch=steps_per_epoch, epochs=epochs)
 
     # ------------------------------------------------------------------ one step
     def to_device(self, batch: dict) -> dict:
@@ -152,7 +146,9 @@ class Backend(DistributedCheckpointing):
         return contextlib.nullcontext()
 
     def train_step(self, micro_batches, loss_fn: Callable = _loss) -> float:
-        """One optimizer step over `micro_batches` (gradient accumulation); mean loss."""
+        """One optimizer step over `micro_batches` (gradient accumulation); mean loss.
+        `last_step` says whether the step was applied or skipped."""
+        self.last_step = "applied"
         self.optimizer.zero_grad(set_to_none=True)
         count = len(micro_batches)
         total = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -191,12 +187,12 @@ class Backend(DistributedCheckpointing):
             scale = self.scaler.get_scale()
             self.scaler.update()  # the scale backs off
             if scale > MIN_LOSS_SCALE:
-                self.overflow_steps += 1
+                self.last_step = "skipped-overflow"
                 return
         if self.settings.nonfinite == "stop":
             raise NonFiniteGradient(f"non-finite gradient norm ({norm}); "
                                     "train.nonfinite=stop")
-        self.skipped_steps += 1
+        self.last_step = "skipped-nonfinite"
 
     def grad_norm(self, max_norm: float) -> float:
         """Clip the (masked, reduced) gradients to max_norm (inf: only measure); their

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from torch.nn.parallel import DistributedDataParallel
 
-from graddrop_dist.adapters.ddp import DDPAdapter
 from graddrop_dist.backends.base import Backend
 
 
 class DDPBackend(Backend):
     name = "ddp"
-    adapter = DDPAdapter
 
     def wrap(self, model, layer_classes):
         device_ids = [self.device.index] if self.device.type == "cuda" else None

@@ -1,64 +1,22 @@
 """DeepSpeed ZeRO 0-3: the engine owns the optimizer step, precision, clipping and loss
 scaling, all read from its JSON. Values the trainer also owns are filled in from it (one
-source of truth, graddrop_dist/ds_config.py); the JSON's `optimizer` and `scheduler`
-sections are honoured, and without them the trainer's AdamW (DeepSpeed's CPU Adam when
-the optimizer is offloaded, which ZeRO-Offload needs) and linear schedule are used.
+source of truth: backends/ds_config.py); the JSON's `optimizer` and `scheduler` sections
+are honoured, and without them the trainer's AdamW (DeepSpeed's CPU Adam when the
+optimizer is offloaded, which ZeRO-Offload needs) and linear schedule are used.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
-from graddrop_dist.adapters.deepspeed import DeepSpeedAdapter
-from graddrop_dist.config import DEEPSPEED_COMPACT_ERROR
-from graddrop_dist.backends.ds_config import fill_ds_config, read_ds_config
+from graddrop_dist.adapters import _internals
 from graddrop_dist.backends.base import Backend, NonFiniteGradient, canonical_on_cpu
+from graddrop_dist.backends.ds_config import deepspeed_config, offloads_optimizer
 from graddrop_dist.ranks.device import deepspeed_accelerator
-
-
-def owned_values(settings, world_size: int) -> dict:
-    """The DeepSpeed JSON values the trainer owns (dotted key -> value): "auto" is filled
-    in, another value is an error."""
-    return {"train_micro_batch_size_per_gpu": settings.micro_batch_size,
-            "gradient_accumulation_steps": settings.accumulation,
-            "train_batch_size": settings.micro_batch_size * settings.accumulation * world_size,
-            "gradient_clipping": settings.max_grad_norm,
-            "bf16.enabled": settings.precision == "bf16",
-            "fp16.enabled": settings.precision == "fp16",
-            "optimizer.params.lr": settings.lr,
-            "optimizer.params.weight_decay": settings.weight_decay,
-            "scheduler.params.warmup_max_lr": settings.lr}
-
-
-def schedule_values(settings) -> dict:
-    """The schedule's length: "auto" is filled in from the trainer, a number is the
-    JSON's own choice (a longer decay, a fixed warmup)."""
-    return {"scheduler.params.warmup_num_steps": settings.warmup_steps,
-            "scheduler.params.total_num_steps": settings.total_steps}
-
-
-def deepspeed_config(source: str | Path | dict, settings, world_size: int) -> dict:
-    """The filled config from a JSON file (or an already-read dict)."""
-    name = "ds_config" if isinstance(source, dict) else str(source)
-    config = copy.deepcopy(source) if isinstance(source, dict) else read_ds_config(source)
-    if not isinstance(config, dict):
-        raise ValueError(f"{name}: the top level must be a JSON object")
-    if settings.precision in ("bf16", "fp16"):  # a missing section would mean fp32
-        section = config.setdefault(settings.precision, {})
-        if isinstance(section, dict):
-            section.setdefault("enabled", "auto")
-    return fill_ds_config(config, owned_values(settings, world_size), source=name,
-                          fill_only=schedule_values(settings))
-
-
-def offloads_optimizer(config: dict) -> bool:
-    offload = (config.get("zero_optimization") or {}).get("offload_optimizer") or {}
-    return offload.get("device") in ("cpu", "nvme")
 
 
 def check_offload_optimizer(optimizer, config: dict, source: str) -> None:
@@ -74,27 +32,14 @@ def check_offload_optimizer(optimizer, config: dict, source: str) -> None:
                          "trainer builds it), or set zero_force_ds_cpu_optimizer: false")
 
 
-def cpu_supports_fp16() -> bool:
-    """What DeepSpeed's CPU accelerator asks before it accepts fp16."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 class DeepSpeedBackend(Backend):
     name = "deepspeed"
-    adapter = DeepSpeedAdapter
-    can_reshard = False  # DeepSpeed's checkpoint format is tied to its world size
-    options = ("ds_config",)
-    required = ("ds_config",)
-    compaction_refusal = DEEPSPEED_COMPACT_ERROR
 
     @classmethod
     def preflight(cls, *, settings, device, world_size, ds_config) -> None:
         deepspeed_config(ds_config, settings, world_size)
         deepspeed_accelerator(device)
-        if settings.precision == "fp16" and device.type == "cpu" and not cpu_supports_fp16():
+        if settings.precision == "fp16" and device.type == "cpu" and not _internals.deepspeed_cpu_has_fp16():
             raise ValueError("train.precision: fp16 under DeepSpeed needs a GPU (DeepSpeed's "
                              "CPU accelerator has no fp16 on this CPU); allowed on this CPU: "
                              "fp32, bf16")
@@ -161,6 +106,7 @@ class DeepSpeedBackend(Backend):
     def train_step(self, micro_batches, loss_fn=lambda output: output.loss) -> float:
         """The engine accumulates, clips and steps at the accumulation boundary."""
         engine = self.model
+        self.last_step = "applied"
         skipped_before = engine.skipped_steps
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         for index, batch in enumerate(micro_batches):
@@ -198,12 +144,12 @@ class DeepSpeedBackend(Backend):
         (its loss scaler backs off, and stops the run itself at min_loss_scale), or a
         non-finite gradient under the non-finite policy."""
         if self.settings.precision == "fp16":
-            self.overflow_steps += 1
+            self.last_step = "skipped-overflow"
         elif self.settings.nonfinite == "stop":
             raise NonFiniteGradient("non-finite gradient norm under DeepSpeed; "
                                     "train.nonfinite=stop")
         else:
-            self.skipped_steps += 1
+            self.last_step = "skipped-nonfinite"
 
     def full_parameters(self):
         if self.model.zero_optimization_stage() == 3:

@@ -1,6 +1,7 @@
 """DeepSpeed JSON with one source of truth: values the trainer owns are "auto" in the JSON
 and filled in here; a concrete value that disagrees with the trainer is an error naming
-the file and the key (DeepSpeed would otherwise silently train with the other value)."""
+the file and the key (DeepSpeed would otherwise silently train with the other value).
+`deepspeed_config` is the whole filling; the backend (backends/deepspeed.py) only uses it."""
 
 from __future__ import annotations
 
@@ -81,3 +82,43 @@ def read_ds_config(path: str | Path) -> Any:
         raise ValueError(f"backend.ds_config: file not found: {path}") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}:{error.lineno}: invalid JSON ({error.msg})") from None
+
+
+def owned_values(settings, world_size: int) -> dict:
+    """The DeepSpeed JSON values the trainer owns (dotted key -> value): "auto" is filled
+    in, another value is an error."""
+    return {"train_micro_batch_size_per_gpu": settings.micro_batch_size,
+            "gradient_accumulation_steps": settings.accumulation,
+            "train_batch_size": settings.global_batch(world_size),
+            "gradient_clipping": settings.max_grad_norm,
+            "bf16.enabled": settings.precision == "bf16",
+            "fp16.enabled": settings.precision == "fp16",
+            "optimizer.params.lr": settings.lr,
+            "optimizer.params.weight_decay": settings.weight_decay,
+            "scheduler.params.warmup_max_lr": settings.lr}
+
+
+def schedule_values(settings) -> dict:
+    """The schedule's length: "auto" is filled in from the trainer, a number is the
+    JSON's own choice (a longer decay, a fixed warmup)."""
+    return {"scheduler.params.warmup_num_steps": settings.warmup_steps,
+            "scheduler.params.total_num_steps": settings.total_steps}
+
+
+def deepspeed_config(source: str | Path | dict, settings, world_size: int) -> dict:
+    """The filled config from a JSON file (or an already-read dict)."""
+    name = "ds_config" if isinstance(source, dict) else str(source)
+    config = copy.deepcopy(source) if isinstance(source, dict) else read_ds_config(source)
+    if not isinstance(config, dict):
+        raise ValueError(f"{name}: the top level must be a JSON object")
+    if settings.precision in ("bf16", "fp16"):  # a missing section would mean fp32
+        section = config.setdefault(settings.precision, {})
+        if isinstance(section, dict):
+            section.setdefault("enabled", "auto")
+    return fill_ds_config(config, owned_values(settings, world_size), source=name,
+                          fill_only=schedule_values(settings))
+
+
+def offloads_optimizer(config: dict) -> bool:
+    offload = (config.get("zero_optimization") or {}).get("offload_optimizer") or {}
+    return offload.get("device") in ("cpu", "nvme")

@@ -6,22 +6,18 @@ from __future__ import annotations
 from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
 from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
-from graddrop_dist.adapters.fsdp1 import FSDP1Adapter
+from graddrop_dist.backends.registry import FSDP1_STRATEGIES
 from graddrop_dist.backends.sharded import ShardedBackend
-
-STRATEGIES = ("FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD")
 
 
 class FSDP1Backend(ShardedBackend):
     name = "fsdp1"
-    adapter = FSDP1Adapter
-    options = ("fsdp1_strategy",)
 
     def wrap(self, model, layer_classes, *, fsdp1_strategy: str = "FULL_SHARD",
              use_orig_params: bool = True):
-        if fsdp1_strategy not in STRATEGIES:
+        if fsdp1_strategy not in FSDP1_STRATEGIES:
             raise ValueError(f"backend.fsdp1_strategy: expected one of "
-                             f"{', '.join(STRATEGIES)}, got {fsdp1_strategy!r}")
+                             f"{', '.join(FSDP1_STRATEGIES)}, got {fsdp1_strategy!r}")
         # device_id moves the model there unit by unit (on the CPU it must be given too).
         return FullyShardedDataParallel(
             model, sharding_strategy=ShardingStrategy[fsdp1_strategy], device_id=self.device,

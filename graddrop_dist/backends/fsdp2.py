@@ -9,13 +9,11 @@ import torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import FSDPModule, fully_shard
 
-from graddrop_dist.adapters.fsdp2 import FSDP2Adapter
 from graddrop_dist.backends.sharded import ShardedBackend
 
 
 class FSDP2Backend(ShardedBackend):
     name = "fsdp2"
-    adapter = FSDP2Adapter
 
     def wrap(self, model, layer_classes):
         # The mesh's device type is this rank's device (fully_shard would otherwise pick

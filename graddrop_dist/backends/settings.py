@@ -6,6 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def global_batch(micro_batch_size: int, accumulation: int, world_size: int) -> int:
+    """Examples per optimizer step over all ranks: the one formula (the trainer's config,
+    its data order, its DeepSpeed JSON and its printouts all ask it)."""
+    return micro_batch_size * accumulation * world_size
+
 NONFINITE_POLICIES = ("skip", "stop")
 
 
@@ -30,6 +37,9 @@ class TrainSettings:
         if self.nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"train.nonfinite: expected one of "
                              f"{', '.join(NONFINITE_POLICIES)}, got {self.nonfinite!r}")
+
+    def global_batch(self, world_size: int) -> int:
+        return global_batch(self.micro_batch_size, self.accumulation, world_size)
 
     @property
     def autocast_dtype(self):

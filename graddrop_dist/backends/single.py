@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from graddrop_dist.adapters.base import TensorHookAdapter
 from graddrop_dist.backends.base import Backend
 
 
 class SingleBackend(Backend):
     name = "single"
-    distributed = False
-    adapter = TensorHookAdapter
 
     def wrap(self, model, layer_classes):
         return model.to(self.device)

@@ -31,10 +31,8 @@ import torch.distributed as dist
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from graddrop_dist.adapters import _internals
 from graddrop_dist.algorithm import GradDrop
-from graddrop_dist.adapters import adapter_for
-from graddrop_dist.adapters.base import TensorHookAdapter
-from graddrop_dist.adapters.deepspeed import DeepSpeedAdapter
 from graddrop_dist.config import GradDropConfig
 
 
@@ -53,17 +51,13 @@ class GradDropCallback(TrainerCallback, ExportableState):
                        train_dataloader=None, **kwargs):
         graddrop = self.graddrop
         graddrop.detach()  # a second train() call on the same Trainer
-        if graddrop.requested.needs_unfreeze_epochs and graddrop.requested.unfreeze_epochs \
-                is None:
-            last_epoch = max(1, math.ceil(state.num_train_epochs) - 1)
-            graddrop.requested = graddrop.requested.replace(unfreeze_epochs=last_epoch)
         steps_per_epoch = None
         if train_dataloader is not None and len(train_dataloader) > 0:
             steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
         # No optimizer: the callback counts the Trainer's steps itself (on_optimizer_step).
         graddrop.attach(model, None, steps_per_epoch=steps_per_epoch,
-                        adapter=_adapter_class(model))
-        self.backend = graddrop._adapter.backend
+                        epochs=math.ceil(state.num_train_epochs), wrapped_by=_wrapper())
+        self.backend = graddrop.backend
         saved = _saved_state(state) if state.global_step > 0 else None
         if state.global_step > 0 and saved is None:
             raise ValueError(f"GradDropCallback: the Trainer resumed at step "
@@ -101,49 +95,15 @@ def _saved_state(state) -> dict | None:
     return (saved or {}).get("attributes", {}).get("graddrop_state")
 
 
-def _adapter_class(model):
-    """Where to mask, given what the Trainer hands a callback (the module docstring)."""
-    from accelerate.state import AcceleratorState, DistributedType
+def _wrapper() -> str | None:
+    """What holds the model a callback is handed (the module docstring): "deepspeed",
+    "ddp", or None when it is the model itself (one process, or FSDP's own module)."""
+    from accelerate.state import DistributedType
 
-    kind = AcceleratorState().distributed_type if AcceleratorState._shared_state else None
+    kind = _internals.accelerate_distributed_type()
     if kind == DistributedType.DEEPSPEED:
-        return DeepSpeedModuleAdapter
-    if kind in (DistributedType.FSDP,):
-        return None  # adapter_for(model): the Trainer hands the FSDP module itself
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1 \
-            and type(adapter_for(model)) is TensorHookAdapter:  # not a wrapper after all
-        return DDPModuleAdapter
-    return None
-
-
-class DDPModuleAdapter(TensorHookAdapter):
-    """The module inside the Trainer's DDP: tensor hooks run before the reducer's
-    AccumulateGrad hook, so every bucket is filled with masked gradients."""
-
-    backend = "ddp"
-    distributed = True
-
-    def install(self, source) -> None:
-        if source.compact:
-            raise ValueError("graddrop.compact: the Hugging Face Trainer does not hand "
-                             "callbacks its DDP module, whose communication hook "
-                             "compaction needs; allowed with GradDropCallback: false "
-                             "(graddrop-train and accelerate's prepared DDP model allow "
-                             "true)")
-        super().install(source)
-
-
-class DeepSpeedModuleAdapter(DeepSpeedAdapter):
-    """The engine's module (what a callback is handed under DeepSpeed); its parameters
-    carry `ds_shape` under ZeRO-3. Steps are counted by the callback, not the engine."""
-
-    def named_parameters(self):
-        return self.model.named_parameters()
-
-    def process_group(self):
-        from deepspeed.utils import groups
-
-        return groups._get_data_parallel_group()
-
-    def install_step_counter(self) -> None:
-        return  # GradDropCallback.on_optimizer_step
+        return "deepspeed"
+    if kind == DistributedType.FSDP:
+        return None
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return "ddp" if distributed else None

@@ -2,14 +2,14 @@
 CPU (fp32, bf16), the torch reference otherwise or under GRADDROP_KERNEL=reference. All
 three give the same bits (tests/unit/test_mask_*.py).
 
-Every application of a mask to gradient values is announced to the recorders (`recording`):
-what the tests use to see which bits each backend applied, at which offsets.
+Every application of a mask to gradient values is announced to RECORDERS: the hook the
+tests' recorder (graddrop_dist/testing/recording.py) fills to see which bits each backend
+applied, at which offsets. In training it is empty, and announcing costs one check.
 """
 
 from __future__ import annotations
 
-import contextlib
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
@@ -18,7 +18,7 @@ from graddrop_dist.mask.counter_hash import reference_keep_mask, reference_mask_
 from graddrop_dist.mask.spec import MaskSpec
 
 _TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-_recorders: list[Callable[[MaskSpec, int, int], None]] = []
+RECORDERS: list[Callable[[MaskSpec, int, int], None]] = []
 
 
 def _triton_handles(tensor: torch.Tensor) -> bool:
@@ -30,19 +30,8 @@ def _triton_handles(tensor: torch.Tensor) -> bool:
 
 
 # ------------------------------------------------------------------------------ recorders
-@contextlib.contextmanager
-def recording(recorder: Callable[[MaskSpec, int, int], None]) -> Iterator[None]:
-    """Within the block, recorder(spec, offset, length) hears of every span a mask is
-    applied to (masked in place or out of place, or packed for a collective)."""
-    _recorders.append(recorder)
-    try:
-        yield
-    finally:
-        _recorders.remove(recorder)
-
-
 def announce(spec: MaskSpec, offset: int, length: int) -> None:
-    for recorder in list(_recorders):
+    for recorder in list(RECORDERS):
         recorder(spec, offset, length)
 
 

@@ -38,6 +38,7 @@ _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
 _load_failed = False
 _pool: ThreadPoolExecutor | None = None
+_pool_threads = 0
 
 
 def _forget_pool_in_child() -> None:
@@ -144,13 +145,14 @@ def fused_available() -> bool:
 
 def _run_chunked(numel: int, call) -> None:
     """call(start, stop) over [0, numel), in parallel chunks when that pays."""
-    global _pool
+    global _pool, _pool_threads
     threads = max(1, torch.get_num_threads())
     if threads == 1 or numel < 2 * _CHUNK:
         call(0, numel)
         return
-    if _pool is None or _pool._max_workers != threads:
-        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="graddrop")
+    if _pool is None or _pool_threads != threads:
+        _pool, _pool_threads = ThreadPoolExecutor(max_workers=threads,
+                                                  thread_name_prefix="graddrop"), threads
     step = max(_CHUNK, -(-numel // threads))
     futures = [_pool.submit(call, start, min(start + step, numel))
                for start in range(0, numel, step)]

@@ -93,14 +93,13 @@ def plan(config, info, device, task) -> str:
     from graddrop_dist.ranks.device import collective_backend
 
     backend, train = config.backend, config.train
-    global_batch = train.micro_batch_size * train.gradient_accumulation * info.world_size
     data = (f"{len(task.train)} training examples, {len(task.languages)} languages"
             if task is not None else f"read from the hub ({config.task.hub_id}) at start, not "
             "checked in a dry run")
     return (f"graddrop-train: dry run: rank {info.rank} of {info.world_size} "
             f"({info.source}) on {device} ({collective_backend(device)}); backend "
             f"{backend.name}{f' ({backend.ds_config})' if backend.ds_config else ''}, "
-            f"{config.train.precision}; global batch {global_batch}; model "
+            f"{config.train.precision}; global batch {train.global_batch(info.world_size)}; model "
             f"{config.model.name_or_path}; task "
             f"{config.task.name}: {data}; graddrop {config.graddrop.method}; output "
             f"{config.output.dir}; nothing started")
@@ -143,7 +142,7 @@ def main(argv=None) -> int:
                             message=r".*torch\.distributed\.\w+` is deprecated")
     from graddrop_dist.ranks.device import bind, resolve_device
     from graddrop_dist.ranks.discovery import discover_rank, export_rank_env
-    from graddrop_dist.backends import backend_class
+    from graddrop_dist.backends import backend_spec
     from graddrop_dist.trainer.job_config import ConfigError
     from graddrop_dist.trainer.job_file import load_job_config
     from graddrop_dist.trainer.preflight import preflight
@@ -182,13 +181,14 @@ def main(argv=None) -> int:
     if info.rank != 0:
         quiet_non_zero_rank()
     bind(device)
-    distributed = backend_class(config.backend.name).distributed
+    distributed = backend_spec(config.backend.name).distributed
     if distributed:
         export_rank_env(info)
         process_group.start(device, config.backend.timeout_s)
     from graddrop_dist.ranks.agreement import RankDisagreement
     from graddrop_dist.trainer.job import run_job
-    from graddrop_dist.trainer.preemption import PREEMPTED_EXIT, Preempted
+    from graddrop_dist.cli_errors import PREEMPTED_EXIT
+    from graddrop_dist.trainer.preemption import Preempted
 
     try:
         run_job(config, rank=info.rank, world_size=info.world_size, resume=resume,

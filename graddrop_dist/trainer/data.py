@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from graddrop_dist.backends.settings import global_batch
+
 from graddrop_dist.tasks.heads import IGNORE_INDEX, Encoded
 
 def collate(data: Encoded, rows: list[int], pad_id: int) -> dict[str, torch.Tensor]:
@@ -52,7 +54,7 @@ class BatchPlan:
 
     @property
     def global_batch(self) -> int:
-        return self.micro_batch_size * self.accumulation * self.world_size
+        return global_batch(self.micro_batch_size, self.accumulation, self.world_size)
 
     @property
     def steps_per_epoch(self) -> int:

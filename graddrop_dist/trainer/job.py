@@ -17,7 +17,7 @@ from tqdm import tqdm
 from graddrop_dist import GradDrop
 from graddrop_dist.ranks.context import RankContext
 from graddrop_dist.ranks.device import resolve_device
-from graddrop_dist.backends import backend_class
+from graddrop_dist.backends import backend_spec
 from graddrop_dist.trainer.best_weights import BestWeights
 from graddrop_dist.trainer.checkpoint import Checkpointer, check_same_data
 from graddrop_dist.trainer.job_config import JobConfig
@@ -41,9 +41,9 @@ from graddrop_dist.trainer.state import JobState
 
 def build_backend(config: JobConfig, model, total_steps: int, device):
     """The model wrapped on `device` by the backend the config names."""
-    backend = backend_class(config.backend.name)
-    return backend(model, settings=config.train_settings(total_steps), device=device,
-                   layer_classes=layer_classes(model), **backend.options_from(config.backend))
+    spec = backend_spec(config.backend.name)
+    return spec.load()(model, settings=config.train_settings(total_steps), device=device,
+                       layer_classes=layer_classes(model), **spec.options_from(config.backend))
 
 
 class Job:
@@ -85,8 +85,6 @@ class Job:
         if "metrics_records" in saved:  # older checkpoints did not count them
             self.metrics.rewind(self.state.metrics_records)
         self.graddrop.load_state_dict(self.state.graddrop)
-        self.backend.skipped_steps = self.state.skipped_nonfinite_steps
-        self.backend.overflow_steps = self.state.skipped_overflow_steps
         if self.best_weights is not None:
             self.best_weights.load()
         return True
@@ -145,7 +143,7 @@ class Job:
                      for rows in inputs.plan.micro_batches(epoch, step, self.context.rank)]
             inject_fault(self.context.rank, state.global_step)
             loss = self.backend.train_step(micro, fault_loss(state.global_step))
-            state.global_step += 1
+            state.count_step(self.backend.last_step)
             state.step_in_epoch = step + 1
             progress.update(1)
             progress.set_postfix(loss=f"{loss:.3f}", epoch=epoch, refresh=False)
@@ -231,8 +229,6 @@ class Job:
             self.best_weights.save()  # first: a checkpoint never names an unsaved best
         self.state.graddrop = self.graddrop.state_dict()
         self.state.metrics_records = self.metrics.records
-        self.state.skipped_nonfinite_steps = self.backend.skipped_steps
-        self.state.skipped_overflow_steps = self.backend.overflow_steps
         self.checkpoints.save(self.backend, self.state.global_step, self.state.to_dict())
         self._saved_at = (self.state.global_step, self.state.epoch, self.state.step_in_epoch)
 
@@ -254,8 +250,8 @@ class Job:
         results = {"task": task.summary(), "config": self.config.to_dict(),
                    "world_size": self.context.world_size, "device": str(self.backend.device),
                    "steps": state.global_step,
-                   "skipped_nonfinite_steps": self.backend.skipped_steps,
-                   "skipped_overflow_steps": self.backend.overflow_steps,
+                   "skipped_nonfinite_steps": state.skipped_nonfinite_steps,
+                   "skipped_overflow_steps": state.skipped_overflow_steps,
                    "best_epoch": state.best["epoch"], "best": state.best, "final": final,
                    "history": state.history, "resumes": resumes(self.output)}
         if self.context.is_main:

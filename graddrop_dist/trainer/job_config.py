@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 
 from graddrop_dist.config import GradDropConfig
-from graddrop_dist.backends.registry import BACKEND_NAMES
-from graddrop_dist.backends.settings import TrainSettings
+from graddrop_dist.backends.registry import BACKEND_NAMES, FSDP1_STRATEGIES, backend_spec
+from graddrop_dist.backends.settings import TrainSettings, global_batch
 from graddrop_dist.typed_config import did_you_mean, typed_config
 
 OFFLINE_MODEL = "offline:multilingual-e5-small"
@@ -142,6 +142,10 @@ class TrainConfig:
     apart) until the scale is down to 1. DeepSpeed ZeRO-0 in fp32 cannot skip a step: it
     always stops, before the step is applied."""
 
+    def global_batch(self, world_size: int) -> int:
+        """Examples per optimizer step on `world_size` ranks."""
+        return global_batch(self.micro_batch_size, self.gradient_accumulation, world_size)
+
     def __post_init__(self) -> None:
         for name in ("epochs", "micro_batch_size", "gradient_accumulation", "eval_batch_size"):
             if getattr(self, name) < 1:
@@ -164,14 +168,12 @@ class BackendConfig:
     ds_config: str | None = None
     """DeepSpeed JSON: a shipped one by name (zero0, zero1, zero2, zero3, zero3-offload) or
     a file (in a YAML, relative to its folder); "auto" values come from `train`."""
-    fsdp1_strategy: Literal["FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD"] = "FULL_SHARD"
+    fsdp1_strategy: Literal[FSDP1_STRATEGIES] = "FULL_SHARD"
     timeout_s: int = 600
     """Collective timeout: a dead rank makes the others fail after this long."""
 
     def __post_init__(self) -> None:
-        from graddrop_dist.backends import backend_class
-
-        backend_class(self.name).check_config(self)
+        backend_spec(self.name).check_config(self)
 
     def defaults(self) -> dict[str, Any]:
         """The fields only some backends read, with their defaults."""
@@ -227,9 +229,7 @@ class JobConfig:
 
     def graddrop_config(self) -> GradDropConfig:
         """The GradDrop config of this run: unfreeze_epochs null becomes the last epoch."""
-        if self.graddrop.unfreeze_epochs is not None:
-            return self.graddrop
-        return self.graddrop.replace(unfreeze_epochs=max(1, self.train.epochs - 1))
+        return self.graddrop.for_epochs(self.train.epochs)
 
     def for_world_size(self, world_size: int) -> JobConfig:
         """This job on `world_size` ranks: gradient_accumulation derived from a stated
@@ -247,7 +247,7 @@ class JobConfig:
         if train.gradient_accumulation not in (1, accumulation):
             raise ConfigError(
                 f"train.gradient_accumulation: {train.gradient_accumulation} gives a global "
-                f"batch of {per_step * train.gradient_accumulation} on {world_size} ranks, "
+                f"batch of {train.global_batch(world_size)} on {world_size} ranks, "
                 f"but train.global_batch_size is {train.global_batch_size}; leave it at 1 "
                 f"(derived: {accumulation}) or drop global_batch_size")
         return dataclasses.replace(self, train=train.replace(gradient_accumulation=accumulation))
@@ -282,9 +282,7 @@ class JobConfig:
                 sections[name] = section.from_dict(values)
             except ValueError as error:
                 raise ConfigError(str(error)) from None
-        from graddrop_dist.backends import backend_class
-
-        refusal = backend_class(sections["backend"].name).compaction_refusal
+        refusal = backend_spec(sections["backend"].name).compaction_refusal
         if sections["graddrop"].compact and refusal:
             raise ConfigError(refusal)
         return cls(**sections)

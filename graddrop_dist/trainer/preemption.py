@@ -18,10 +18,7 @@ import threading
 import torch
 import torch.distributed as dist
 
-# 128 + SIGTERM, the code a process killed by SIGTERM reports: "stopped on request, the
-# work is checkpointed". Used for SIGUSR1 too, so schedulers need to know only one code.
-PREEMPTED_EXIT = 143
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+from graddrop_dist.cli_errors import PREEMPTED_EXIT, STOP_SIGNALS  # noqa: F401
 
 
 class Preempted(Exception):

@@ -39,15 +39,15 @@ def check_output_dir(config: JobConfig, rank: int, *, create: bool = True) -> No
 
 def check_backend(config: JobConfig, world_size: int, device) -> None:
     """What the backend can check alone (DeepSpeed: its JSON, filled from the trainer)."""
-    from graddrop_dist.backends import backend_class
+    from graddrop_dist.backends import backend_spec
 
-    backend = backend_class(config.backend.name)
-    if world_size > 1 and not backend.distributed:
-        raise ValueError(f"backend.name: {backend.name} runs one process, but {world_size} "
+    spec = backend_spec(config.backend.name)
+    if world_size > 1 and not spec.distributed:
+        raise ValueError(f"backend.name: {spec.name} runs one process, but {world_size} "
                          "ranks were started; pick a backend that runs several")
     # The run's length is known once the data is encoded (0 stands in for it here).
-    backend.preflight(settings=config.train_settings(total_steps=0), device=device,
-                      world_size=world_size, **backend.options_from(config.backend))
+    spec.load().preflight(settings=config.train_settings(total_steps=0), device=device,
+                          world_size=world_size, **spec.options_from(config.backend))
 
 
 def preflight(config: JobConfig, *, rank: int, world_size: int, device,

@@ -17,12 +17,12 @@ from graddrop_dist.trainer.job_config import JobConfig
 def print_config(config: JobConfig, world_size: int) -> None:
     train = config.train
     print(f"# resolved for {world_size} rank(s): global batch "
-          f"{train.micro_batch_size * train.gradient_accumulation * world_size} = "
+          f"{train.global_batch(world_size)} = "
           f"micro_batch_size {train.micro_batch_size} x gradient_accumulation "
           f"{train.gradient_accumulation} x {world_size} rank(s)")
     print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
     if config.backend.ds_config:
-        from graddrop_dist.backends.deepspeed import deepspeed_config
+        from graddrop_dist.backends.ds_config import deepspeed_config
 
         # The schedule's length comes from the encoded data at start (0 stands in here).
         filled = deepspeed_config(config.backend.ds_config, config.train_settings(0),

@@ -22,6 +22,17 @@ class JobState:
     metrics_records: int = 0  # lines of metrics.jsonl when this state was saved
     data_digest: str | None = None  # of the encoded training features (rank_checks)
 
+    def count_step(self, outcome: str) -> None:
+        """One optimizer step done: `outcome` is the backend's `last_step` (applied, or
+        skipped for a non-finite gradient or an fp16 overflow)."""
+        self.global_step += 1
+        if outcome == "skipped-nonfinite":
+            self.skipped_nonfinite_steps += 1
+        elif outcome == "skipped-overflow":
+            self.skipped_overflow_steps += 1
+        elif outcome != "applied":
+            raise ValueError(f"unknown step outcome {outcome!r}")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -24,15 +24,13 @@ from pathlib import Path
 
 from graddrop_dist.trainer.job_config import flatten
 
-TRACKERS = ("tensorboard", "mlflow", "wandb")
-_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
-
 
 def check_trackers(report_to) -> None:
-    """Before any process group: every tracker asked for can be imported."""
+    """Before any process group: every tracker asked for can be imported (each is the
+    package of its name; the names are output.report_to's, job_config.py)."""
     for name in report_to:
-        if importlib.util.find_spec(_PACKAGES[name]) is None:
-            raise ValueError(f"output.report_to: {name} needs the {_PACKAGES[name]} package; "
+        if importlib.util.find_spec(name) is None:
+            raise ValueError(f"output.report_to: {name} needs the {name} package; "
                              "install graddrop-dist[tracking], or drop it from report_to")
 
 

@@ -1,4 +1,4 @@
-"""The scenario of scenario.py on each backend, run inside a rank (graddrop_dist.testing.run_ranks)."""
+"""The scenario of scenario.py on each backend, run inside a rank (graddrop_dist.testing.local_ranks.run_ranks)."""
 
 from __future__ import annotations
 

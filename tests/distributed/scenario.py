@@ -9,6 +9,7 @@ import torch
 
 from graddrop_dist import GradDrop, GradDropConfig
 from graddrop_dist.mask import dispatch
+from graddrop_dist.testing.recording import recording
 from tiny_models import fixed_batches, tiny_xlmr
 
 STEPS = 3
@@ -17,7 +18,7 @@ GLOBAL_MICRO_BATCH = 8  # examples per micro-batch summed over ranks (1 each on 
 LR = 1e-3
 DS_CONFIGS = Path(__file__).resolve().parents[2] / "ds_configs"
 
-# The consistency matrix of issue 3, plus the freezing baselines.
+# Every masked method with and without rescaling, plus the freezing baselines.
 MASKED_CASES = [dict(method=m, rescale=r) for m in ("graddrop", "layer-graddrop",
                                                    "sparse-unfreeze") for r in (False, True)]
 FREEZING_CASES = [dict(method="head-only"), dict(method="gradual-unfreeze")]
@@ -52,7 +53,7 @@ class MaskRecorder:
         self.graddrop = graddrop
         self.masks: dict = {}
         self._busy = False
-        self._recording = dispatch.recording(self._record)
+        self._recording = recording(self._record)
         self._recording.__enter__()
 
     def _record(self, spec, offset, length) -> None:

@@ -114,9 +114,9 @@ def run_in_one_rank(fn):
 
 
 def test_fp16_under_deepspeed_on_a_cpu_without_fp16_is_one_line(monkeypatch):
-    import graddrop_dist.backends.deepspeed as engine
+    from graddrop_dist.adapters import _internals
 
-    monkeypatch.setattr(engine, "cpu_supports_fp16", lambda: False)
+    monkeypatch.setattr(_internals, "deepspeed_cpu_has_fp16", lambda: False)
     with pytest.raises(ValueError) as error:
         DeepSpeedBackend.preflight(settings=TrainSettings(precision="fp16"),
                                    device=torch.device("cpu"), world_size=2,

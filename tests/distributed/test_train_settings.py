@@ -41,17 +41,19 @@ def train(rank, world_size, backend, options: dict) -> dict:
     run = setup(backend, world_size, **settings)
     graddrop = attach(run, GradDrop(graddrop_config(CASE)))
     recorder = MaskRecorder(graddrop)
-    error = None
+    error, outcomes = None, []
     for step, micro in enumerate(micro_batches(rank, world_size)[:max_steps]):
         try:
             run.train_step(micro, _nan_loss) if step == nan_step else run.train_step(micro)
         except NonFiniteGradient as stopped:
             error = str(stopped)
             break
+        outcomes.append(run.last_step)
     recorder.close()
     parameters = {name: p.float() for name, p in run.full_parameters().items()}
     result = dict(parameters=parameters if rank == 0 else None, masks=recorder.masks,
-                  step=graddrop.step, skipped=run.skipped_steps, overflows=run.overflow_steps,
+                  step=graddrop.step, skipped=outcomes.count("skipped-nonfinite"),
+                  overflows=outcomes.count("skipped-overflow"),
                   error=error, scale=run.scaler.get_scale() if run.scaler else None)
     graddrop.detach()
     run.close()

@@ -57,5 +57,6 @@ def test_under_ddp_ranks_agree_on_a_drawn_seed_and_compaction_is_refused():
     (backend, seed), (backend_1, seed_1) = run_ranks(_under_ddp, 2, False, timeout=120)
     assert backend == backend_1 == "ddp" and seed == seed_1
     refused = run_ranks(_under_ddp, 2, True, timeout=120)
-    assert all(message.startswith("graddrop.compact: the Hugging Face Trainer does not hand "
-                                  "callbacks its DDP module") for message in refused)
+    assert all(message.startswith("graddrop.compact: the module inside DDP was given (the "
+                                  "Hugging Face Trainer hands callbacks no DDP wrapper)")
+               for message in refused)

@@ -12,7 +12,7 @@ import yaml
 
 from graddrop_dist.backends.ds_config import fill_ds_config
 from graddrop_dist.backends import TrainSettings
-from graddrop_dist.backends.deepspeed import deepspeed_config
+from graddrop_dist.backends.ds_config import deepspeed_config
 from graddrop_dist.trainer.job_config import ConfigError
 from graddrop_dist.trainer.job_file import load_job_config
 

@@ -12,9 +12,9 @@ REPO = Path(__file__).resolve().parents[2]
 GROUPS = [  # module prefixes, in import order (docs/architecture.md)
     ("graddrop_dist.ranks", "graddrop_dist.fs", "graddrop_dist.versions",
      "graddrop_dist.typed_config", "graddrop_dist.cli_errors", "graddrop_dist.recipes",
-     "graddrop_dist.ds_configs", "graddrop_dist.testing"),
+     "graddrop_dist.ds_configs", "graddrop_dist.lazy"),
     ("graddrop_dist.mask", "graddrop_dist.config", "graddrop_dist.variants",
-     "graddrop_dist.adapters", "graddrop_dist.algorithm"),
+     "graddrop_dist.adapters", "graddrop_dist.algorithm", "graddrop_dist.testing"),
     ("graddrop_dist.backends", "graddrop_dist.parallel"),
     ("graddrop_dist.tasks", "graddrop_dist.assets", "graddrop_dist.trainer",
      "graddrop_dist.study", "graddrop_dist.integrations", "graddrop_launcher"),

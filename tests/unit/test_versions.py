@@ -1,4 +1,5 @@
-"""The lowest releases the code needs: declared once, checked with a one-line error."""
+"""The lowest releases the code needs, declared once and checked with a one-line error;
+the tested ones, past which a newer release is one warning."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from graddrop_dist.versions import MINIMUM, VersionTooOld, check, require
+from graddrop_dist import versions
+from graddrop_dist.versions import MINIMUM, TESTED, VersionTooOld, check, require
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,7 +49,7 @@ def test_pyproject_declares_the_same_lowest_releases():
 
 
 def test_importing_with_a_torch_too_old_fails_in_one_line():
-    code = "import torch; torch.__version__ = '2.8.0'; import graddrop_dist"
+    code = "import torch; torch.__version__ = '2.8.0'; from graddrop_dist import GradDrop"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120, cwd=REPO)
     assert result.returncode != 0
@@ -61,3 +63,27 @@ def test_the_gpu_image_installs_a_torch_new_enough():
     (version,) = re.findall(r"^ARG TORCH_VERSION=(\S+)$", text, re.MULTILINE)
     check("torch", version)
     assert 'pip install --no-cache-dir "torch==${TORCH_VERSION}"' in text
+
+
+def test_a_release_newer_than_tested_warns_once_naming_what_was_tested(monkeypatch):
+    monkeypatch.setattr(versions, "_warned", set())
+    with pytest.warns(UserWarning) as caught:
+        check("torch", "2.14.1")
+        check("torch", "2.15.0")  # once per package
+    (warning,) = caught
+    assert str(warning.message).startswith(
+        "graddrop-dist was tested with torch 2.13.x, found 2.14.1: the torch / DeepSpeed / "
+        "accelerate internals it reaches (graddrop_dist/adapters/_internals.py) may have moved")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check("deepspeed", "0.19.9")  # a patch release of the tested minor: no warning
+
+
+def test_tested_releases_are_the_pinned_ones():
+    pinned = dict(line.split("==") for line in (REPO / "constraints.txt").read_text()
+                  .splitlines() if "==" in line and not line.startswith("#"))
+    for package, tested in TESTED.items():
+        found = pinned[package].split("+")[0]
+        assert found == tested or found.startswith(f"{tested}."), (package, found, tested)
