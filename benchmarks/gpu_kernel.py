@@ -9,9 +9,8 @@ import statistics
 
 import torch
 
-from graddrop_dist.mask import (mask_gradient, mask_key, reference_keep_mask,
-                                reference_mask_gradient)
-from graddrop_dist.mask.counter_hash import rescale_factor
+from graddrop_dist.mask import mask_gradient, reference_keep_mask, reference_mask_gradient
+from graddrop_dist.mask.spec import MaskSpec
 from graddrop_dist.mask.triton_kernel import triton_keep, triton_mask
 
 
@@ -28,13 +27,12 @@ def check_bits() -> list[str]:
                 grad = torch.randn(1 << 20, generator=generator).to(dtype)
                 common = dict(seed=12345, stream=77, name="roberta.encoder.layer.3.w",
                               drop_rate=rate)
-                key = mask_key(**common)
+                spec = MaskSpec(12345, 77, common["name"], rate, block, rescale)
                 expected = reference_mask_gradient(grad, rescale=rescale, offset=offset,
                                                    block=block, **common)
-                got = triton_mask(grad.cuda(), torch.empty_like(grad, device="cuda"), key,
-                                  offset=offset, block=block,
-                                  scale=rescale_factor(rate, rescale)).cpu()
-                keep = triton_keep(grad.numel(), key, offset=offset, block=block,
+                got = triton_mask(grad.cuda(), torch.empty_like(grad, device="cuda"), spec,
+                                  offset=offset).cpu()
+                keep = triton_keep(grad.numel(), spec, offset=offset,
                                    device=torch.device("cuda")).cpu()
                 same = torch.equal(got.view(torch.uint8), expected.view(torch.uint8)) and \
                     torch.equal(keep, reference_keep_mask(grad.numel(), offset=offset,
@@ -70,12 +68,11 @@ def throughput(numel: int) -> list[tuple[str, float, float]]:
     for dtype in (torch.float32, torch.bfloat16):
         grad = torch.randn(numel, device="cuda").to(dtype)
         out = torch.empty_like(grad)
-        key = mask_key(seed=1, stream=2, name="w", drop_rate=0.5)
+        plain, scaled = MaskSpec(1, 2, "w", 0.5), MaskSpec(1, 2, "w", 0.5, rescale=True)
         moved = 2 * grad.numel() * grad.element_size()
         copy = cuda_median(lambda: out.copy_(grad))
-        mask = cuda_median(lambda: triton_mask(grad, grad, key, offset=0, block=1, scale=1.0))
-        rescaled = cuda_median(lambda: triton_mask(grad, grad, key, offset=0, block=1,
-                                                   scale=2.0))
+        mask = cuda_median(lambda: triton_mask(grad, grad, plain, offset=0))
+        rescaled = cuda_median(lambda: triton_mask(grad, grad, scaled, offset=0))
         rows += [(f"copy {dtype}", copy, moved / copy),
                  (f"mask in place {dtype}", mask, moved / mask),
                  (f"mask + rescale {dtype}", rescaled, moved / rescaled)]

@@ -47,6 +47,8 @@ class GradDrop:
         self._epoch = 0
         self._adapter = None
         self._specs: dict[tuple, MaskSpec] = {}
+        self._now: dict[str, MaskSpec | None] = {}  # this step's, by name (spec())
+        self._now_at: tuple | None = None  # (step, epoch, seed) they are for
 
     # ----------------------------------------------------------------- attach / detach
     def attach(self, model, optimizer=None, *, steps_per_epoch: int | None = None,
@@ -75,6 +77,7 @@ class GradDrop:
         elif self.config.seed is None:
             self.config = self.config.replace(seed=secrets.randbelow(2**63))
         self._specs.clear()
+        self._now_at = None
         adapter.install(self)
         self._adapter = adapter
         return self
@@ -162,6 +165,7 @@ class GradDrop:
         if self.requested.seed is None:  # a drawn seed is restored, not compared
             self.config = self.config.replace(seed=saved.seed)
             self._specs.clear()
+            self._now_at = None
         if saved != self.config:
             changed = [k for k, v in saved.to_dict().items() if self.config.to_dict()[k] != v]
             raise ValueError(f"graddrop state was saved with a different config "
@@ -190,7 +194,18 @@ class GradDrop:
 
     def spec(self, name: str, step: int | None = None) -> MaskSpec | None:
         """The mask of parameter `name` at `step` (default: now); None when it is left alone
-        (rate 0: not masked, or not at this point of its schedule)."""
+        (rate 0: not masked, or not at this point of its schedule). Asked once per
+        parameter per micro-batch by the hooks: the current step's answers are kept."""
+        if step is None:
+            now = (self._step, self.epoch, self.config.seed)
+            if self._now_at != now:
+                self._now_at, self._now = now, {}
+            if name not in self._now:
+                self._now[name] = self._spec_of(name, None)
+            return self._now[name]
+        return self._spec_of(name, step)
+
+    def _spec_of(self, name: str, step: int | None) -> MaskSpec | None:
         draw = self.schedule(name, step)
         if draw.rate == 0.0 and draw.below == 1.0:
             return None

@@ -1,6 +1,6 @@
 """The one place that chooses how a mask is computed: Triton on CUDA, the C kernel on the
-CPU (fp32, bf16), the torch reference otherwise or under GRADDROP_KERNEL=reference. All
-three give the same bits (tests/unit/test_mask_*.py).
+CPU (fp32, bf16, fp16; band masks too), the torch reference otherwise or under
+GRADDROP_KERNEL=reference. All three give the same bits (tests/unit/test_mask_*.py).
 
 Every application of a mask to gradient values is announced to RECORDERS: the hook the
 tests' recorder (graddrop_dist/testing/recording.py) fills to see which bits each backend
@@ -31,26 +31,26 @@ def _triton_handles(tensor: torch.Tensor) -> bool:
 
 # ------------------------------------------------------------------------------ recorders
 def announce(spec: MaskSpec, offset: int, length: int) -> None:
-    for recorder in list(RECORDERS):
-        recorder(spec, offset, length)
+    if RECORDERS:
+        for recorder in list(RECORDERS):
+            recorder(spec, offset, length)
 
 
 # ------------------------------------------------------------------------------ the bits
 def keep_bits(spec: MaskSpec, length: int, *, offset: int = 0,
               device: torch.device | str | None = None) -> torch.Tensor:
     """Bool tensor: element i is True when global element `offset + i` is kept."""
+    probe = torch.empty(0, device=device)
+    if spec.drawn and length > 0 and offset >= 0:
+        if probe.device.type == "cpu" and fused.fused_available():
+            return fused.fused_keep(length, spec, offset=offset)
+        if _triton_handles(probe.float()):
+            from graddrop_dist.mask.triton_kernel import triton_keep
+
+            return triton_keep(length, spec, offset=offset, device=probe.device)
     if spec.banded:  # rate <= U < below: kept by the floor, not by the ceiling
         return keep_bits(spec.floor(), length, offset=offset, device=device) & \
             ~keep_bits(spec.ceiling(), length, offset=offset, device=device)
-    probe = torch.empty(0, device=device)
-    interior = not (spec.keeps_all or spec.drops_all) and length > 0
-    if interior and _triton_handles(probe.float()) and offset >= 0:
-        from graddrop_dist.mask.triton_kernel import triton_keep
-
-        return triton_keep(length, spec.key, offset=offset, block=spec.block,
-                           device=probe.device)
-    if interior and probe.device.type == "cpu" and fused.fused_available():
-        return fused.fused_keep(length, spec.key, offset=offset, block=spec.block)
     return reference_keep_mask(length, seed=spec.seed, stream=spec.stream, name=spec.name,
                                drop_rate=spec.rate, offset=offset, block=spec.block,
                                device=device)
@@ -65,24 +65,24 @@ def apply_mask(spec: MaskSpec, grad: torch.Tensor, *, offset: int = 0,
     elif out.shape != grad.shape or out.dtype != grad.dtype or not out.is_contiguous():
         raise ValueError("out must be a contiguous tensor with grad's shape and dtype")
     announce(spec, offset, grad.numel())
+    if spec.drawn and offset >= 0 and fused.handles(grad):  # the common case, first
+        source = grad if grad.is_contiguous() else grad.contiguous()
+        return fused.fused_mask(source, out, spec, offset=offset)
     if spec.rate == 0.0 and not spec.banded:
         return out.copy_(grad) if out is not grad else out
     if spec.drops_all:
         return out.zero_()
     source = grad if grad.is_contiguous() else grad.contiguous()
+    if spec.drawn and offset >= 0:
+        if _triton_handles(grad):
+            from graddrop_dist.mask.triton_kernel import triton_mask
+
+            return triton_mask(source, out, spec, offset=offset)
     if spec.banded:  # two draws per element: the keep bits, then the reference's formula
         keep = keep_bits(spec, grad.numel(), offset=offset, device=grad.device)
         kept = source * spec.scale if spec.scale != 1.0 else source
         return out.copy_(torch.where(keep.view(grad.shape), kept,
                                      torch.zeros((), dtype=grad.dtype, device=grad.device)))
-    if _triton_handles(grad):
-        from graddrop_dist.mask.triton_kernel import triton_mask
-
-        return triton_mask(source, out, spec.key, offset=offset, block=spec.block,
-                           scale=spec.scale)
-    if fused.handles(grad):
-        return fused.fused_mask(source, out, spec.key, offset=offset, block=spec.block,
-                                scale=spec.scale)
     return out.copy_(reference_mask_gradient(
         source, seed=spec.seed, stream=spec.stream, name=spec.name, drop_rate=spec.rate,
         rescale=spec.rescale, offset=offset, block=spec.block))
@@ -90,8 +90,7 @@ def apply_mask(spec: MaskSpec, grad: torch.Tensor, *, offset: int = 0,
 
 # ------------------------------------------------------------------------------ packing
 def _packs(tensor: torch.Tensor, spec: MaskSpec) -> bool:
-    return (tensor.is_contiguous() and fused.handles(tensor) and not spec.banded
-            and not (spec.keeps_all or spec.drops_all))
+    return tensor.is_contiguous() and fused.handles(tensor) and spec.drawn
 
 
 def compress(spec: MaskSpec, span: torch.Tensor, out: torch.Tensor, *,
@@ -102,8 +101,7 @@ def compress(spec: MaskSpec, span: torch.Tensor, out: torch.Tensor, *,
     if not (_packs(span, spec) and out.dtype == span.dtype and out.is_contiguous()
             and out.numel() >= span.numel()):
         return None
-    return fused.fused_compress(span, out, spec.key, offset=offset, block=spec.block,
-                                scale=spec.scale)
+    return fused.fused_compress(span, out, spec, offset=offset)
 
 
 def expand(spec: MaskSpec, packed: torch.Tensor, out: torch.Tensor, *,
@@ -112,7 +110,7 @@ def expand(spec: MaskSpec, packed: torch.Tensor, out: torch.Tensor, *,
     elsewhere; False where the kernel does not apply (then use keep_bits)."""
     if not (_packs(out, spec) and packed.dtype == out.dtype and packed.is_contiguous()):
         return False
-    used = fused.fused_expand(packed, out, spec.key, offset=offset, block=spec.block)
+    used = fused.fused_expand(packed, out, spec, offset=offset)
     if used != packed.numel():
         raise RuntimeError(f"GradDrop expand of {spec.name}: the mask keeps {used} elements, "
                            f"{packed.numel()} values were received")

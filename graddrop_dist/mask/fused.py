@@ -1,16 +1,24 @@
 """The CPU fast path: the C kernel in `_kernel.c`, built once per machine and loaded by
-ctypes (fp32, bf16). `dispatch.py` decides when it is used.
+ctypes (fp32, bf16, fp16). `dispatch.py` decides when it is used.
 
 Why not a torch C++ extension: it needs the torch headers and takes ~45 s to build on two
 cores, in every fresh CI run and on every cluster node; this file needs only a C compiler
-and builds in about a second. ctypes releases the GIL during the call, so large tensors
-are split into chunks that run on `torch.get_num_threads()` threads. If no compiler is
-found, or GRADDROP_KERNEL=reference is set, every call uses the reference torch path
-(same bits, slower); GRADDROP_KERNEL=fused makes a failed build an error instead.
+and builds in about a second. ctypes releases the GIL during the call. A large call runs
+on `torch.get_num_threads()` OpenMP threads of torch's own OpenMP runtime (the kernel's
+libgomp.so.1 binds to the copy torch loaded), so the mask and torch's kernels take turns
+on one pool of threads instead of fighting over the cores. Without OpenMP (a compiler
+that lacks it) the kernel runs on one thread.
+
+The element loop is compiled for AVX-512, AVX2 and plain x86-64 (SSE2); the best one the
+CPU runs is used, `use_isa` forces another (the tests check each against the reference),
+and `GRADDROP_KERNEL_ISA` (avx512, avx2, default) picks one for a whole process. If no
+compiler is found, or GRADDROP_KERNEL=reference is set, every call uses the reference
+torch path (same bits, slower); GRADDROP_KERNEL=fused makes a failed build an error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -20,35 +28,20 @@ import subprocess
 import sys
 import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
 from graddrop_dist.fs import cache_root, staged_file
-from graddrop_dist.mask.counter_hash import MaskKey
 
 _SOURCE = Path(__file__).with_name("_kernel.c")
 _CFLAGS = ("-O3", "-shared", "-fPIC", "-fno-strict-aliasing")
-_DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1}
-# Below this many elements a thread hand-off costs more than it saves.
-_CHUNK = 1 << 20
+_DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
+ISAS = {"default": 0, "avx2": 1, "avx512": 2}
 
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
 _load_failed = False
-_pool: ThreadPoolExecutor | None = None
-_pool_threads = 0
-
-
-def _forget_pool_in_child() -> None:
-    # A forked child inherits the pool object but not its threads: submitting to it
-    # would wait forever. Start a fresh pool on first use instead.
-    global _pool
-    _pool = None
-
-
-os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def kernel_mode() -> str:
@@ -76,23 +69,30 @@ def compiler_command() -> list[str]:
     return [found]
 
 
+def _compile(compiler: list[str], flags: tuple[str, ...], target: Path) -> None:
+    # Built under a private name, then renamed: ranks that build at once never load a
+    # half-written library.
+    with staged_file(target, suffix=".so") as partial:
+        subprocess.run([*compiler, *flags, "-o", str(partial), str(_SOURCE)], check=True,
+                       capture_output=True, text=True, timeout=120)
+
+
 def _build() -> Path:
     source = _SOURCE.read_bytes()
     compiler = compiler_command()
-    tag = hashlib.sha256(source + " ".join([*_CFLAGS, *compiler]).encode()).hexdigest()[:16]
-    target = cache_dir() / f"graddrop_kernel_{tag}.so"
-    if target.exists():
-        return target
-    # Built under a private name, then renamed: ranks that build at once never load a
-    # half-written library.
-    try:
-        with staged_file(target, suffix=".so") as partial:
-            subprocess.run([*compiler, *_CFLAGS, "-o", str(partial), str(_SOURCE)],
-                           check=True, capture_output=True, text=True, timeout=120)
-    except subprocess.CalledProcessError as error:
-        said = error.stderr.strip()[:500] or f"exit status {error.returncode}, no message"
-        raise RuntimeError(f"{shlex.join(compiler)} failed: {said}") from None
-    return target
+    failure = None
+    for flags in ((*_CFLAGS, "-fopenmp"), _CFLAGS):  # one thread where OpenMP is missing
+        tag = hashlib.sha256(source + " ".join([*flags, *compiler]).encode()).hexdigest()
+        target = cache_dir() / f"graddrop_kernel_{tag[:16]}.so"
+        if target.exists():
+            return target
+        try:
+            _compile(compiler, flags, target)
+            return target
+        except subprocess.CalledProcessError as error:
+            failure = failure or error
+    said = failure.stderr.strip()[:500] or f"exit status {failure.returncode}, no message"
+    raise RuntimeError(f"{shlex.join(compiler)} failed: {said}")
 
 
 def _caller_stacklevel() -> int:
@@ -105,6 +105,20 @@ def _caller_stacklevel() -> int:
     return level
 
 
+def _declare(library: ctypes.CDLL) -> None:
+    c_int, u32, i64, u64, ptr = (ctypes.c_int, ctypes.c_uint32, ctypes.c_int64,
+                                 ctypes.c_uint64, ctypes.c_void_p)
+    band = [u64, u64, u32, u32, u32, u32]  # offset, block, k0, k1, lo, width
+    library.graddrop_mask.argtypes = [ptr, ptr, c_int, i64, *band, ctypes.c_float, c_int,
+                                      c_int]
+    library.graddrop_keep.argtypes = [ptr, i64, *band, c_int]
+    library.graddrop_compress.argtypes = [ptr, ptr, c_int, i64, *band, ctypes.c_float, c_int]
+    library.graddrop_expand.argtypes = [ptr, i64, ptr, c_int, i64, *band]
+    for packing in (library.graddrop_compress, library.graddrop_expand):
+        packing.restype = i64
+    library.graddrop_set_isa.argtypes = library.graddrop_isa_supported.argtypes = [c_int]
+
+
 def _load() -> ctypes.CDLL | None:
     global _library, _load_failed
     if _library is not None or _load_failed:
@@ -113,20 +127,12 @@ def _load() -> ctypes.CDLL | None:
         if _library is None and not _load_failed:
             try:
                 library = ctypes.CDLL(str(_build()))
-                u32, i64, u64 = ctypes.c_uint32, ctypes.c_int64, ctypes.c_uint64
-                library.graddrop_mask.argtypes = [ctypes.c_void_p, ctypes.c_void_p,
-                                                  ctypes.c_int, i64, u64, u64, u32, u32, u32,
-                                                  ctypes.c_float, ctypes.c_int]
-                library.graddrop_keep.argtypes = [ctypes.c_void_p, i64, u64, u64, u32, u32,
-                                                  u32]
-                for packing in (library.graddrop_compress, library.graddrop_expand):
-                    packing.restype = i64
-                library.graddrop_compress.argtypes = [
-                    ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, i64, u64, u64, u32, u32,
-                    u32, ctypes.c_float, ctypes.c_int]
-                library.graddrop_expand.argtypes = [ctypes.c_void_p, i64, ctypes.c_void_p,
-                                                    ctypes.c_int, i64, u64, u64, u32, u32,
-                                                    u32]
+                _declare(library)
+                forced = os.environ.get("GRADDROP_KERNEL_ISA")
+                if forced and (forced not in ISAS or library.graddrop_set_isa(
+                        ISAS[forced]) < 0):
+                    raise RuntimeError(f"GRADDROP_KERNEL_ISA={forced}: expected one this "
+                                       f"CPU runs, of {', '.join(ISAS)}")
                 _library = library
             except (OSError, RuntimeError, subprocess.TimeoutExpired) as error:
                 if kernel_mode() == "fused":
@@ -143,74 +149,70 @@ def fused_available() -> bool:
     return kernel_mode() != "reference" and _load() is not None
 
 
-def _run_chunked(numel: int, call) -> None:
-    """call(start, stop) over [0, numel), in parallel chunks when that pays."""
-    global _pool, _pool_threads
-    threads = max(1, torch.get_num_threads())
-    if threads == 1 or numel < 2 * _CHUNK:
-        call(0, numel)
-        return
-    if _pool is None or _pool_threads != threads:
-        _pool, _pool_threads = ThreadPoolExecutor(max_workers=threads,
-                                                  thread_name_prefix="graddrop"), threads
-    step = max(_CHUNK, -(-numel // threads))
-    futures = [_pool.submit(call, start, min(start + step, numel))
-               for start in range(0, numel, step)]
-    for future in futures:
-        future.result()
+def isa() -> str:
+    """The instruction set the element loop runs with."""
+    code = _load().graddrop_isa()
+    return next(name for name, value in ISAS.items() if value == code)
+
+
+def supported_isas() -> list[str]:
+    library = _load()
+    return [name for name, code in ISAS.items() if library.graddrop_isa_supported(code)]
+
+
+@contextlib.contextmanager
+def use_isa(name: str):
+    """Within the block the kernel runs instruction set `name` (one this CPU supports)."""
+    library, before = _load(), isa()
+    if name not in ISAS or library.graddrop_set_isa(ISAS[name]) < 0:
+        raise ValueError(f"instruction set {name!r}: this CPU runs {supported_isas()}")
+    try:
+        yield
+    finally:
+        library.graddrop_set_isa(ISAS[before])
 
 
 def handles(tensor: torch.Tensor) -> bool:
-    """Whether the C kernel masks this tensor (CPU, fp32 or bf16, kernel built)."""
-    return tensor.device.type == "cpu" and tensor.dtype in _DTYPE_CODES and fused_available()
+    """Whether the C kernel masks this tensor (CPU, fp32 / bf16 / fp16, kernel built).
+    fused_mask may then be called (it assumes the library is loaded)."""
+    return tensor.dtype in _DTYPE_CODES and tensor.is_cpu and fused_available()
 
 
-def fused_keep(numel: int, key: MaskKey, *, offset: int, block: int) -> torch.Tensor:
+def _threads() -> int:
+    return max(1, torch.get_num_threads())
+
+
+def fused_keep(numel: int, spec, *, offset: int) -> torch.Tensor:
     """Keep bits of global elements [offset, offset + numel), on the CPU."""
-    if offset < 0 or block < 1:
-        raise ValueError(f"offset must be >= 0 and block >= 1, got {offset}, {block}")
+    if offset < 0:
+        raise ValueError(f"offset must be >= 0, got {offset}")
     keep = torch.empty(numel, dtype=torch.bool)
-    base = keep.data_ptr()
-    library = _load()
-
-    def call(start: int, stop: int) -> None:
-        library.graddrop_keep(base + start, stop - start, offset + start, block, key.k0,
-                              key.k1, key.threshold)
-
-    _run_chunked(numel, call)
+    _load().graddrop_keep(keep.data_ptr(), numel, offset, *spec.kernel_args[0], _threads())
     return keep
 
 
-def fused_mask(source: torch.Tensor, out: torch.Tensor, key: MaskKey, *, offset: int,
-               block: int, scale: float) -> torch.Tensor:
-    """One pass: `out` (may be `source`) gets source's kept values times `scale`, +0.0
-    elsewhere. Both contiguous, same shape and dtype."""
-    size = source.element_size()
-    src, dst, code = source.data_ptr(), out.data_ptr(), _DTYPE_CODES[source.dtype]
-    library = _load()
-
-    def call(start: int, stop: int) -> None:
-        library.graddrop_mask(src + start * size, dst + start * size, code, stop - start,
-                              offset + start, block, key.k0, key.k1, key.threshold, scale,
-                              int(scale != 1.0))
-
-    _run_chunked(source.numel(), call)
+def fused_mask(source: torch.Tensor, out: torch.Tensor, spec, *, offset: int) -> torch.Tensor:
+    """One pass: `out` (may be `source`) gets source's kept values times the spec's
+    scale, +0.0 elsewhere. Both contiguous, same shape and dtype."""
+    band, scaling = spec.kernel_args
+    (_library or _load()).graddrop_mask(source.data_ptr(), out.data_ptr(),
+                                        _DTYPE_CODES[source.dtype], source.numel(), offset,
+                                        *band, *scaling, _threads())
     return out
 
 
-def fused_compress(span: torch.Tensor, out: torch.Tensor, key: MaskKey, *, offset: int,
-                   block: int, scale: float) -> int:
-    """Pack the kept values of a flat span (times `scale`) at the start of `out`, in one
-    pass with no mask in memory; returns how many."""
-    return _load().graddrop_compress(
-        span.data_ptr(), out.data_ptr(), _DTYPE_CODES[span.dtype], span.numel(), offset,
-        block, key.k0, key.k1, key.threshold, scale, int(scale != 1.0))
+def fused_compress(span: torch.Tensor, out: torch.Tensor, spec, *, offset: int) -> int:
+    """Pack the kept values of a flat span (times the scale) at the start of `out`, in
+    one pass with no mask in memory; returns how many."""
+    band, scaling = spec.kernel_args
+    return _load().graddrop_compress(span.data_ptr(), out.data_ptr(),
+                                     _DTYPE_CODES[span.dtype], span.numel(), offset, *band,
+                                     *scaling)
 
 
-def fused_expand(packed: torch.Tensor, out: torch.Tensor, key: MaskKey, *, offset: int,
-                 block: int) -> int:
+def fused_expand(packed: torch.Tensor, out: torch.Tensor, spec, *, offset: int) -> int:
     """Write packed values where the mask keeps elements of the flat span `out`, +0.0
     elsewhere; returns how many values the mask keeps there."""
     return _load().graddrop_expand(packed.data_ptr(), packed.numel(), out.data_ptr(),
-                                   _DTYPE_CODES[out.dtype], out.numel(), offset, block,
-                                   key.k0, key.k1, key.threshold)
+                                   _DTYPE_CODES[out.dtype], out.numel(), offset,
+                                   *spec.kernel_args[0])

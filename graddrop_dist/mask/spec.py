@@ -69,6 +69,35 @@ class MaskSpec:
         return self.key.threshold >= 2**32 or (self.banded and self.ceiling().key.threshold
                                                 <= self.key.threshold)
 
+    @cached_property
+    def drawn(self) -> bool:
+        """Whether the bits need drawing: neither everything kept nor everything dropped
+        (nor a band that keeps every draw). Asked for every masked gradient: kept."""
+        if self.keeps_all or self.drops_all:
+            return False
+        return not (self.key.threshold == 0 and self.banded
+                    and self.ceiling().key.threshold >= 2**32)
+
+    @cached_property
+    def kernel_args(self) -> tuple:
+        """block, k0, k1 and the band (lo, width): what every kernel call passes after the
+        offset; scale and whether to rescale after them."""
+        lo, width = self.band
+        return (self.block, self.key.k0, self.key.k1, lo, width), (self.scale,
+                                                                   int(self.scale != 1.0))
+
+    @cached_property
+    def band(self) -> tuple[int, int]:
+        """(lo, width): a draw U is kept when lo <= U < lo + width, as 32-bit integers
+        (what the C kernel compares: (U - lo) < width). Only for a spec that neither
+        keeps nor drops everything."""
+        lo = self.key.threshold
+        high = self.ceiling().key.threshold if self.banded else 2**32
+        width = high - lo
+        if not 0 <= lo < 2**32 or not 0 < width < 2**32:
+            raise ValueError(f"{self.name}: no band to draw (keeps or drops everything)")
+        return lo, width
+
     def floor(self) -> MaskSpec:
         """The band's lower edge alone: keep(i) = U >= rate."""
         return MaskSpec(self.seed, self.stream, self.name, self.rate, self.block)

@@ -13,8 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import bench_check  # noqa: E402
 
-TINY = ["--pairs", "4", "--warmup", "3", "--numel", str(2**24), "--mask-processes", "2",
-        "--backends", "ddp"]
+TINY = ["--pairs", "4", "--warmup", "3", "--mask-cases", "16:1:float32,16:2:float32",
+        "--mask-processes", "2", "--backends", "ddp"]
 
 
 @pytest.mark.distributed
@@ -25,8 +25,10 @@ def test_the_gate_passes_the_code_as_it_is(capsys):
     # Counts and memory are exact enough for 4 pairs; step time over 4 pairs on a busy
     # machine is not, so its verdict is only checked to agree with the exit status.
     for name in ("ddp peak memory", "ddp compacted bytes, p = 0.5, element",
-                 "ddp compacted bytes, p = 0.9, element", "fused mask throughput x copy"):
+                 "ddp compacted bytes, p = 0.9, element"):
         assert rows[name].endswith("| ok |"), rows[name]
+    mask = [name for name in rows if name.startswith("mask float32 16M")]
+    assert len(mask) == 3 and all(": time x mul_" in n or "between" in n for n in mask)
     assert status == int(any(row.endswith("MISSED |") for row in rows.values()))
     assert "ddp step time" in rows
 
