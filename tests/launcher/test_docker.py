@@ -35,11 +35,15 @@ def test_there_are_a_cpu_and_a_gpu_image():
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_dockerfile_lint(dockerfile):
     steps = instructions(dockerfile)
-    assert steps[0][0] == "FROM"
+    first = next(i for i, (keyword, _) in enumerate(steps) if keyword != "ARG")
+    assert steps[first][0] == "FROM"  # only the ARG of its base before it
     for keyword, rest in steps:
         assert keyword in INSTRUCTIONS, f"unknown instruction {keyword}"
         if keyword == "FROM":
             image = rest.split()[0]
+            if image.startswith("${"):  # ARG BASE=<the real base>, substituted by image-check
+                image = dict(r.split("=", 1) for k, r in steps if k == "ARG" and "=" in r)[
+                    image.strip("${}")]
             assert ":" in image and not image.endswith(":latest"), f"unpinned base {image}"
         if keyword == "COPY":
             *sources, _ = rest.split()
@@ -93,7 +97,9 @@ def test_the_cpu_image_holds_everything_make_demo_and_make_test_read():
 def test_the_cpu_image_installs_the_cpu_build_of_torch():
     runs = " ".join(rest for keyword, rest in instructions(REPO / "docker" / "Dockerfile.cpu")
                     if keyword == "RUN")
-    assert "make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu" in runs
+    assert "make setup assets TORCH_INDEX=${TORCH_INDEX}" in runs
+    assert ("ARG", "TORCH_INDEX=https://download.pytorch.org/whl/cpu") in instructions(
+        REPO / "docker" / "Dockerfile.cpu")
     dry = subprocess.run(["make", "-n", "-B", "-C", str(REPO), ".venv/.graddrop-installed",
                           "TORCH_INDEX=https://download.pytorch.org/whl/cpu"],
                          capture_output=True, text=True, timeout=60)
