@@ -5,8 +5,9 @@
 
 Each rank builds the model once. GradDrop (p = 0.5) is attached for one step and
 detached for the next, the order alternating pair by pair (benchmarks/paired.py), after
---warmup unrecorded steps of each. Per pair: the step-time ratio (the slower rank's time:
-the ranks meet in every collective) and the peak-memory ratio, where a step's peak is the
+--warmup unrecorded steps of each, every step started on both ranks together (a barrier
+before it). Per pair: the step-time ratio (the slower rank's time: the ranks meet in every
+collective) and the peak-memory ratio, where a step's peak is the
 resident set's high-water mark during the step (reset before it) less the resident set
 the rank had before the model was built. Reported: the medians with 95% bootstrap
 intervals over pairs. Goals: step time <= 1.05, peak memory <= 1.02.
@@ -73,6 +74,9 @@ def measure(rank, world_size, name, pairs, warmup, hidden, layers, vocab, compac
     def step(with_graddrop: bool) -> tuple[float, int]:
         if with_graddrop:
             setup.attach(graddrop)  # outside the timed step: the seed agreement
+        # Every step starts on both ranks at once: otherwise a rank's time includes waiting
+        # for the other to finish the previous step, noise that is not this step's.
+        torch.distributed.barrier()
         seconds, peak = timed_with_peak(lambda: setup.train_step([batch]))
         if with_graddrop:
             graddrop.detach()

@@ -46,7 +46,7 @@ class GradDrop:
         self._step = 0
         self._epoch = 0
         self._adapter = None
-        self._specs: dict[tuple, MaskSpec] = {}
+        self._specs: dict[str, tuple[tuple, MaskSpec]] = {}  # the latest, by name
         self._now: dict[str, MaskSpec | None] = {}  # this step's, by name (spec())
         self._now_at: tuple | None = None  # (step, epoch, seed) they are for
 
@@ -195,13 +195,14 @@ class GradDrop:
     def spec(self, name: str, step: int | None = None) -> MaskSpec | None:
         """The mask of parameter `name` at `step` (default: now); None when it is left alone
         (rate 0: not masked, or not at this point of its schedule). Asked once per
-        parameter per micro-batch by the hooks: the current step's answers are kept."""
+        parameter per micro-batch by the hooks: the current step's answers are made for
+        every parameter at its first question, in one loop (asked one by one between the
+        backward's kernels, each cost ten times as much), and kept."""
         if step is None:
             now = (self._step, self.epoch, self.config.seed)
             if self._now_at != now:
-                self._now_at, self._now = now, {}
-            if name not in self._now:
-                self._now[name] = self._spec_of(name, None)
+                self._now = {each: self._spec_of(each, None) for each in self.plans}
+                self._now_at = now
             return self._now[name]
         return self._spec_of(name, step)
 
@@ -209,14 +210,18 @@ class GradDrop:
         draw = self.schedule(name, step)
         if draw.rate == 0.0 and draw.below == 1.0:
             return None
-        key = (name, *draw, self.config.seed)
-        if key not in self._specs:
-            if len(self._specs) > 4 * len(self.plans):  # old steps' specs
-                self._specs.clear()
-            self._specs[key] = MaskSpec(self.config.seed, draw.stream, name, draw.rate,
-                                        self.plans[name].block(self.config.granularity),
-                                        self.config.rescales, draw.below)
-        return self._specs[key]
+        drawn_for = (*draw, self.config.seed)
+        latest = self._specs.get(name)
+        if latest is not None and latest[0] == drawn_for:
+            return latest[1]
+        if latest is not None and latest[0][1:] == drawn_for[1:]:  # the next step's draw
+            spec = latest[1].with_stream(draw.stream)
+        else:
+            spec = MaskSpec(self.config.seed, draw.stream, name, draw.rate,
+                            self.plans[name].block(self.config.granularity),
+                            self.config.rescales, draw.below)
+        self._specs[name] = (drawn_for, spec)
+        return spec
 
     # ----------------------------------------------------------------- looking at masks
     def keep_mask(self, name: str, step: int | None = None) -> torch.Tensor:

@@ -24,6 +24,13 @@ from collections import OrderedDict
 import torch
 
 # ----------------------------------------------------------------------------- autograd
+def current_graph_task() -> int | None:
+    """The id of the backward running now (-1 outside one; None: this torch cannot tell).
+    Ids are not reused, so a change of id is a new backward."""
+    probe = getattr(torch._C, "_current_graph_task_id", None)
+    return None if probe is None else probe()
+
+
 def will_engine_execute(node) -> bool | None:
     """Whether the running backward executes `node` (None: this torch cannot tell)."""
     probe = getattr(torch._C, "_will_engine_execute_node", None)

@@ -31,6 +31,11 @@ class MaskSpec:
     rescale: bool = False  # kept values times 1 / (the fraction kept)
     below: float = 1.0  # draws at or above it are dropped too (a band; 1: no bound)
     key: MaskKey = field(init=False, repr=False, compare=False)
+    # What every masked gradient asks, made with the spec (a new one per parameter and
+    # step): a cached_property takes a lock on each first read, in the backward's hooks.
+    scale: float = field(init=False, repr=False, compare=False)
+    drawn: bool = field(init=False, repr=False, compare=False)
+    kernel_args: tuple | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_drop_rate(self.rate)
@@ -39,6 +44,21 @@ class MaskSpec:
             raise ValueError(f"block must be >= 1, got {self.block}")
         object.__setattr__(self, "key", mask_key(seed=self.seed, stream=self.stream,
                                                  name=self.name, drop_rate=self.rate))
+        object.__setattr__(self, "scale", self._scale())
+        object.__setattr__(self, "drawn", self._drawn())
+        object.__setattr__(self, "kernel_args", self._kernel_args() if self.drawn else None)
+
+    def with_stream(self, stream: int) -> MaskSpec:
+        """The same mask drawn from another stream (the next step's): only the key is new,
+        everything else is reused (made for every parameter at every step)."""
+        spec = object.__new__(MaskSpec)
+        spec.__dict__.update(self.__dict__)
+        key = mask_key(seed=self.seed, stream=stream, name=self.name, drop_rate=self.rate)
+        spec.__dict__.update(stream=stream, key=key)
+        if self.kernel_args is not None:
+            (block, _, _, lo, width), scaling = self.kernel_args
+            spec.__dict__["kernel_args"] = ((block, key.k0, key.k1, lo, width), scaling)
+        return spec
 
     @classmethod
     def of(cls, *, seed: int, stream: int, name: str, drop_rate: float, block: int = 1,
@@ -46,8 +66,8 @@ class MaskSpec:
         """From the keyword names of the functional API (keep_mask, mask_gradient)."""
         return cls(seed, stream, name, drop_rate, block, rescale)
 
-    @cached_property
-    def scale(self) -> float:
+    def _scale(self) -> float:
+        """Kept values are multiplied by it: 1, or 1 / (the fraction kept) when rescaling."""
         if not self.banded:
             return rescale_factor(self.rate, self.rescale)
         kept = self.below - self.rate
@@ -69,19 +89,17 @@ class MaskSpec:
         return self.key.threshold >= 2**32 or (self.banded and self.ceiling().key.threshold
                                                 <= self.key.threshold)
 
-    @cached_property
-    def drawn(self) -> bool:
+    def _drawn(self) -> bool:
         """Whether the bits need drawing: neither everything kept nor everything dropped
-        (nor a band that keeps every draw). Asked for every masked gradient: kept."""
+        (nor a band that keeps every draw)."""
         if self.keeps_all or self.drops_all:
             return False
         return not (self.key.threshold == 0 and self.banded
                     and self.ceiling().key.threshold >= 2**32)
 
-    @cached_property
-    def kernel_args(self) -> tuple:
+    def _kernel_args(self) -> tuple:
         """block, k0, k1 and the band (lo, width): what every kernel call passes after the
-        offset; scale and whether to rescale after them."""
+        offset; scale and whether to rescale after them (None when nothing is drawn)."""
         lo, width = self.band
         return (self.block, self.key.k0, self.key.k1, lo, width), (self.scale,
                                                                    int(self.scale != 1.0))
