@@ -47,7 +47,7 @@ def _mask_before_accumulation(source: MaskSource, name: str, param: torch.nn.Par
         if spec is None:
             return
         if param.grad.is_contiguous():
-            dispatch.apply_mask(spec, param.grad, out=param.grad)
+            dispatch.mask_in_place(spec, param.grad)
         else:  # a gradient laid out like a strided parameter
             param.grad.copy_(dispatch.apply_mask(spec, param.grad))
 

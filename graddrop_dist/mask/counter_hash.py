@@ -43,12 +43,15 @@ def check_drop_rate(drop_rate: float) -> float:
 def mask_key(*, seed: int, stream: int, name: str, drop_rate: float) -> MaskKey:
     """Derive the keys host-side once per tensor; blake2b is stable across processes."""
     rate = check_drop_rate(drop_rate)
-    message = b"|".join((_KEY_DOMAIN, str(int(seed)).encode(), str(int(stream)).encode(),
-                         name.encode("utf-8")))
-    digest = hashlib.blake2b(message, digest_size=8).digest()
-    k0 = int.from_bytes(digest[:4], "little")
-    k1 = int.from_bytes(digest[4:], "little")
-    return MaskKey(k0, k1, round(rate * 2**32))
+    return MaskKey(*stream_keys(seed, stream, name), round(rate * 2**32))
+
+
+def stream_keys(seed: int, stream: int, name: str) -> tuple[int, int]:
+    """(k0, k1): the little-endian halves of blake2b-64 of "domain|seed|stream|name"
+    (made for every masked parameter at every step: kept to a few operations)."""
+    message = b"%s|%d|%d|%s" % (_KEY_DOMAIN, int(seed), int(stream), name.encode("utf-8"))
+    digest = int.from_bytes(hashlib.blake2b(message, digest_size=8).digest(), "little")
+    return digest & _MASK32, digest >> 32
 
 
 def _mul32(x: torch.Tensor, constant: int) -> torch.Tensor:

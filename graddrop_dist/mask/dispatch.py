@@ -88,6 +88,14 @@ def apply_mask(spec: MaskSpec, grad: torch.Tensor, *, offset: int = 0,
         rescale=spec.rescale, offset=offset, block=spec.block))
 
 
+def mask_in_place(spec: MaskSpec, grad: torch.Tensor) -> torch.Tensor:
+    """apply_mask(spec, grad, out=grad) for a contiguous `grad`, with the fewest steps
+    before the C kernel: the hooks call it once per parameter per micro-batch."""
+    if spec.drawn and not RECORDERS and fused.handles(grad):
+        return fused.fused_mask(grad, grad, spec, offset=0)
+    return apply_mask(spec, grad, out=grad)
+
+
 # ------------------------------------------------------------------------------ packing
 def _packs(tensor: torch.Tensor, spec: MaskSpec) -> bool:
     return tensor.is_contiguous() and fused.handles(tensor) and spec.drawn

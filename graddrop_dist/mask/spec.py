@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from graddrop_dist.mask.counter_hash import MaskKey, check_drop_rate, mask_key, rescale_factor
+from graddrop_dist.mask.counter_hash import (MaskKey, check_drop_rate, mask_key, rescale_factor,
+                                              stream_keys)
 
 _SOURCES = [Path(__file__).with_name(name) for name in ("counter_hash.py", "_kernel.c")]
 
@@ -51,13 +52,14 @@ class MaskSpec:
     def with_stream(self, stream: int) -> MaskSpec:
         """The same mask drawn from another stream (the next step's): only the key is new,
         everything else is reused (made for every parameter at every step)."""
+        k0, k1 = stream_keys(self.seed, stream, self.name)
         spec = object.__new__(MaskSpec)
-        spec.__dict__.update(self.__dict__)
-        key = mask_key(seed=self.seed, stream=stream, name=self.name, drop_rate=self.rate)
-        spec.__dict__.update(stream=stream, key=key)
+        fields = spec.__dict__
+        fields.update(self.__dict__)
+        fields["stream"], fields["key"] = stream, MaskKey(k0, k1, self.key.threshold)
         if self.kernel_args is not None:
             (block, _, _, lo, width), scaling = self.kernel_args
-            spec.__dict__["kernel_args"] = ((block, key.k0, key.k1, lo, width), scaling)
+            fields["kernel_args"] = ((block, k0, k1, lo, width), scaling)
         return spec
 
     @classmethod
