@@ -33,13 +33,14 @@ def _tiny() -> torch.nn.Module:
 
 def test_autograd_internals():
     param = torch.nn.Parameter(torch.ones(3))
-    seen = []
+    seen, tasks = [], []
     handle = param.register_post_accumulate_grad_hook(lambda p: seen.append("ours"))
 
     def probe(grad):
         with torch.enable_grad():  # inside a backward grad mode is off
             node = param.view_as(param).grad_fn.next_functions[0][0]
         seen.append(_internals.will_engine_execute(node))
+        tasks.append(_internals.current_graph_task())
         return grad
 
     param.register_post_accumulate_grad_hook(lambda p: seen.append("theirs"))
@@ -49,6 +50,7 @@ def test_autograd_internals():
     with torch.enable_grad():
         (param * 2).sum().backward()
     canary("will_engine_execute", seen[0] is True)
+    canary("current_graph_task", _internals.current_graph_task() == -1 and tasks[0] >= 0)
     canary("move_post_accumulate_hook_first", seen[1:] == ["ours", "theirs"])
 
 

@@ -96,3 +96,40 @@ def test_the_copy_path_still_masks_exactly(case):
         got = dict(zip(names, torch.autograd.grad(model(*_inputs()), params)))
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-6, atol=0), name
+
+
+class Checkpointed(torch.nn.Module):
+    """Two linear layers, the second under a reentrant checkpoint: its parameters get
+    their gradients in a nested backward of their own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = torch.nn.Linear(8, 8)
+        self.second = torch.nn.Linear(8, 8)
+
+    def forward(self, x, weight):
+        from torch.utils.checkpoint import checkpoint
+
+        hidden = self.first(x)
+        return (checkpoint(self.second, hidden, use_reentrant=True) * weight).sum()
+
+
+def test_which_parameters_accumulate_is_asked_again_in_a_nested_backward():
+    """The probe of which parameters a backward accumulates is made once per backward:
+    the checkpoint's nested one has its own answer, and the outer one keeps its own."""
+    torch.manual_seed(0)
+    model = Checkpointed()
+    generator = torch.Generator().manual_seed(1)
+    inputs = (torch.randn(4, 8, generator=generator), torch.randn(4, 8, generator=generator))
+    arrived = {}
+    for name in ("first.weight", "second.weight"):  # registered first: autograd's tensors
+        model.get_parameter(name).register_hook(
+            lambda grad, name=name: arrived.__setitem__(name, grad.data_ptr()))
+    graddrop = _attach(model)
+    expected = _expected(model, graddrop, *inputs)
+    arrived.clear()
+    model(*inputs).backward()
+    for name, param in model.named_parameters():
+        assert torch.equal(param.grad, expected[name]), name
+    for name, pointer in arrived.items():  # both masked in place, neither copied
+        assert model.get_parameter(name).grad.data_ptr() == pointer, name
