@@ -197,7 +197,7 @@ class GradDrop:
         (rate 0: not masked, or not at this point of its schedule). Asked once per
         parameter per micro-batch by the hooks: the current step's answers are made for
         every parameter at its first question, in one loop (asked one by one between the
-        backward's kernels, each cost ten times as much), and kept."""
+        backward's kernels, each cost several times as much), and kept."""
         if step is None:
             now = (self._step, self.epoch, self.config.seed)
             if self._now_at != now:
