@@ -86,6 +86,7 @@ def offload_run(rank, world_size) -> dict:
 
 
 @pytest.mark.distributed
+@pytest.mark.slow  # 80-90 s: builds and runs DeepSpeed's CPU Adam
 class TestOffload(DistributedTest):
     timeout = 280  # the first run builds DeepSpeed's CPU Adam (cached afterwards)
 

@@ -34,6 +34,7 @@ def _run_dir(sweep_file, cell, seed):
     return sweep_file.parent / "out" / "runs" / cell / f"seed{seed}"
 
 
+@pytest.mark.slow  # 90-110 s: a whole sweep, cut and resumed
 @pytest.mark.timeout(600)
 def test_sweep_runs_reports_and_resumes(sweep_file, capsys):
     assert main([str(sweep_file), "--report-dir", str(sweep_file.parent / "docs")]) == 0

@@ -28,6 +28,7 @@ def run(checkpoint, directory, task, evaluate: str) -> dict:
     return run_job(JobConfig.from_dict(data), task=task)
 
 
+@pytest.mark.slow  # 60-80 s: two full runs of every epoch
 def test_selected_matches_every_epoch_at_the_best_epoch(tiny_checkpoint, tmp_path,
                                                         small_task):
     every = run(tiny_checkpoint, tmp_path / "every", small_task, "every-epoch")
