@@ -57,9 +57,8 @@ class MaskSpec:
         fields = spec.__dict__
         fields.update(self.__dict__)
         fields["stream"], fields["key"] = stream, MaskKey(k0, k1, self.key.threshold)
-        if self.kernel_args is not None:
-            (block, _, _, lo, width), scaling = self.kernel_args
-            fields["kernel_args"] = ((block, k0, k1, lo, width), scaling)
+        if self.kernel_args is not None:  # band and scale come along in fields
+            fields["kernel_args"] = spec._kernel_args()
         return spec
 
     @classmethod
