@@ -47,7 +47,7 @@ class MaskSpec:
                                                  name=self.name, drop_rate=self.rate))
         object.__setattr__(self, "scale", self._scale())
         object.__setattr__(self, "drawn", self._drawn())
-        object.__setattr__(self, "kernel_args", self._kernel_args() if self.drawn else None)
+        object.__setattr__(self, "kernel_args", _kernel_args(self) if self.drawn else None)
 
     def with_stream(self, stream: int) -> MaskSpec:
         """The same mask drawn from another stream (the next step's): only the key is new,
@@ -58,7 +58,7 @@ class MaskSpec:
         fields.update(self.__dict__)
         fields["stream"], fields["key"] = stream, MaskKey(k0, k1, self.key.threshold)
         if self.kernel_args is not None:  # band and scale come along in fields
-            fields["kernel_args"] = spec._kernel_args()
+            fields["kernel_args"] = _kernel_args(spec)
         return spec
 
     @classmethod
@@ -98,13 +98,6 @@ class MaskSpec:
         return not (self.key.threshold == 0 and self.banded
                     and self.ceiling().key.threshold >= 2**32)
 
-    def _kernel_args(self) -> tuple:
-        """block, k0, k1 and the band (lo, width): what every kernel call passes after the
-        offset; scale and whether to rescale after them (None when nothing is drawn)."""
-        lo, width = self.band
-        return (self.block, self.key.k0, self.key.k1, lo, width), (self.scale,
-                                                                   int(self.scale != 1.0))
-
     @cached_property
     def band(self) -> tuple[int, int]:
         """(lo, width): a draw U is kept when lo <= U < lo + width, as 32-bit integers
@@ -129,6 +122,13 @@ class MaskSpec:
         """The same draws with one bit per block: block j's bit is this spec's draw j."""
         return MaskSpec(self.seed, self.stream, self.name, self.rate, 1, self.rescale,
                         self.below)
+
+
+def _kernel_args(spec: MaskSpec) -> tuple:
+    """block, k0, k1 and the band (lo, width): what every kernel call passes after the
+    offset; scale and whether to rescale after them."""
+    lo, width = spec.band
+    return (spec.block, spec.key.k0, spec.key.k1, lo, width), (spec.scale, int(spec.scale != 1.0))
 
 
 def mask_code_version() -> str:
