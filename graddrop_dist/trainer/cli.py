@@ -132,7 +132,15 @@ def recipe_command(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from graddrop_dist.trainer.run_dir import release_all
+
+    try:
+        return run(parse_args(sys.argv[1:] if argv is None else argv))
+    finally:  # the job has ended: its output.dir may be claimed again (main called twice)
+        release_all()
+
+
+def run(args) -> int:
     if args.list_recipes or args.copy_recipe:
         return recipe_command(args)
     from graddrop_dist.ranks import process_group

@@ -4,16 +4,18 @@
 that decide its results, when and where it started, and every resume. Before any process
 group starts, rank 0:
 
-- takes an exclusive lock on `output.dir/.lock` for the job's lifetime (the kernel drops
-  it when the process dies), so a second job on the same directory is refused at once;
+- takes an exclusive lock on `output.dir/.lock` for the job's lifetime (given back when
+  the job ends or is refused; the kernel drops it when the process dies), so a second job
+  on the same directory is refused at once;
 - refuses a new run into a directory that already holds another run (use `--resume` to
   continue it, or another `output.dir`); restarting the same job that was cut before its
   first checkpoint is allowed, since nothing of it would be lost;
 - on `--resume`, refuses a job that differs from the recorded one in any field that
   decides the results, naming the fields; the fields in `RESUMABLE_CHANGES` may change
   and are recorded (`results.json`, "resumes"). `--overwrite` deletes the run the
-  directory holds and starts a new one (what `make demo` does). `--resume` with no checkpoint is an error; `--resume-or-start` (for
-  schedulers that requeue) resumes when there is a checkpoint and starts otherwise.
+  directory holds and starts a new one (what `make demo` does). `--resume` with no
+  checkpoint is an error; `--resume-or-start` (for schedulers that requeue) resumes when
+  there is a checkpoint and starts otherwise.
 
 Other ranks only read. The lock is `fcntl.flock`: on a network file system that does
 not support it, two jobs are not kept apart.
@@ -69,10 +71,33 @@ def claim(config: JobConfig, *, resume: str, dry_run: bool = False,
     if overwrite and resume != "no":
         raise ConfigError("--overwrite starts over: it cannot be combined with --resume or "
                           "--resume-or-start")
-    if not dry_run:
-        _lock(output)
-        if overwrite:
-            _clear(output)
+    taken = not dry_run and _lock(output)
+    try:
+        return _check(config, output, resume=resume, dry_run=dry_run, overwrite=overwrite)
+    except BaseException:  # refused: the directory stays free for the next job
+        if taken:
+            release(output)
+        raise
+
+
+def release(output: Path) -> None:
+    """Give the directory's lock back: the job that claimed it in this process has ended
+    (or was refused), so a later job, in this process or another, may claim it."""
+    handle = _HELD.pop((Path(output) / ".lock").resolve(), None)
+    if handle is not None:
+        handle.close()  # closing the file drops the flock
+
+
+def release_all() -> None:
+    """Every lock this process holds (its jobs have ended)."""
+    for path in list(_HELD):
+        release(path.parent)
+
+
+def _check(config: JobConfig, output: Path, *, resume: str, dry_run: bool,
+           overwrite: bool) -> str:
+    if overwrite and not dry_run:
+        _clear(output)
     record = _read(output)
     checkpointed = has_checkpoint(output)
     if resume == "yes" and not checkpointed:
@@ -104,11 +129,12 @@ def _clear(output: Path) -> None:
             entry.unlink()
 
 
-def _lock(output: Path) -> None:
+def _lock(output: Path) -> bool:
+    """Whether the lock was taken now (False: this process holds it already)."""
     output.mkdir(parents=True, exist_ok=True)
     path = (output / ".lock").resolve()
-    if path in _HELD:  # this process holds it already
-        return
+    if path in _HELD:
+        return False
     handle = open(path, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -123,6 +149,7 @@ def _lock(output: Path) -> None:
     handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {_now()}\n")
     handle.flush()
     _HELD[path] = handle
+    return True
 
 
 def _read(output: Path) -> dict | None:

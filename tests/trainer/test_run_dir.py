@@ -16,6 +16,20 @@ from graddrop_dist.trainer.job_config import ConfigError
 from graddrop_dist.trainer.job_file import load_job_config
 
 
+@pytest.fixture(autouse=True)
+def _locks_given_back():
+    yield
+    run_dir.release_all()
+
+
+def another_process_can_lock(folder) -> bool:
+    probe = ("import fcntl, sys; f = open(sys.argv[1], 'a+')\n"
+             "try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+             "except BlockingIOError: sys.exit(1)")
+    return subprocess.run([sys.executable, "-c", probe, str(folder / ".lock")],
+                          timeout=60).returncode == 0
+
+
 def job(tmp_path, *overrides):
     return load_job_config(None, [f"output.dir={tmp_path / 'run'}", *overrides])
 
@@ -93,6 +107,7 @@ def test_a_second_job_on_the_same_directory_is_refused_while_the_first_runs(tmp_
     finally:
         holder.kill()
         holder.wait()
+        holder.stdout.close()
     assert run_dir.claim(job(tmp_path), resume="no") == "start"  # the kernel released it
 
 
@@ -110,3 +125,17 @@ def test_the_cli_refuses_a_used_directory_in_one_line(tiny_checkpoint, tmp_path)
     assert result.stderr.startswith("graddrop-train: error: output.dir: ") and \
         result.stderr.count("\n") == 1
     assert (tmp_path / "run" / "results.json").read_text() == json.dumps({"steps": 4})
+
+
+def test_a_refused_job_leaves_the_directory_free_and_an_ended_one_gives_it_back(tmp_path):
+    checkpoint(tmp_path)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        run_dir.claim(job(tmp_path), resume="no")
+    assert another_process_can_lock(tmp_path / "run")  # the refusal did not keep it
+    assert run_dir.claim(job(tmp_path), resume="yes") == "resume"
+    assert not another_process_can_lock(tmp_path / "run")  # held while the job runs
+    with pytest.raises(ConfigError, match="differs from the run"):
+        run_dir.claim(job(tmp_path, "train.lr=1e-3"), resume="yes")
+    assert not another_process_can_lock(tmp_path / "run")  # a refusal keeps a held lock
+    run_dir.release_all()
+    assert another_process_can_lock(tmp_path / "run")
