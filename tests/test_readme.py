@@ -11,7 +11,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -130,8 +129,9 @@ def python_examples() -> list[str]:
     return [body for _, body in blocks("python")]
 
 
-def run_example(rank, world_size, source: str):
-    """The README's names, bound to a tiny XLM-R and a few fixed batches."""
+def run_example(rank, world_size, source: str, folder: str):
+    """The README's names, bound to a tiny XLM-R and a few fixed batches (the Trainer's
+    output_dir in `folder`)."""
     import torch
     from tiny_models import fixed_batches, tiny_xlmr
     from transformers.models.xlm_roberta.modeling_xlm_roberta import XLMRobertaLayer
@@ -144,7 +144,7 @@ def run_example(rank, world_size, source: str):
     loader = fixed_batches(3)
     rows = [{key: value[row] for key, value in batch.items()}
             for batch in loader for row in range(len(batch["labels"]))]
-    args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="readme-trainer-"),
+    args = TrainingArguments(output_dir=folder,
                              use_cpu=True, max_steps=2, per_device_train_batch_size=4,
                              save_strategy="no", report_to=[], logging_strategy="no")
     names = {"model": model, "optimizer": torch.optim.AdamW(model.parameters(), lr=1e-3),
@@ -157,10 +157,11 @@ def run_example(rank, world_size, source: str):
 
 
 @pytest.mark.parametrize("index", range(len(python_examples())))
-def test_readme_python_example_runs(index):
+def test_readme_python_example_runs(index, tmp_path):
     from graddrop_dist.testing.local_ranks import run_ranks
 
-    (defined,) = run_ranks(run_example, 1, python_examples()[index], timeout=120)
+    (defined,) = run_ranks(run_example, 1, python_examples()[index], str(tmp_path),
+                           timeout=120)
     assert defined  # the example ran to its end
 
 
