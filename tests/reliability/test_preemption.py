@@ -93,7 +93,9 @@ def uninterrupted_fsdp2_run(tiny_checkpoint, tmp_path_factory) -> Path:
 
 @pytest.mark.distributed
 @pytest.mark.parametrize("signal_name", [  # SIGUSR1 also stops the run in the first test
-    "SIGTERM", pytest.param("SIGUSR1", marks=pytest.mark.slow)])
+    # 85 s each; the stop itself (checkpoint, exit 143, bit-for-bit resume) runs above
+    pytest.param("SIGTERM", marks=pytest.mark.slow),
+    pytest.param("SIGUSR1", marks=pytest.mark.slow)])
 def test_sbatch_job_stopped_by_a_signal_requeues_and_finishes_bit_for_bit(
         tiny_checkpoint, tmp_path, uninterrupted_fsdp2_run, signal_name):
     """SIGTERM: Slurm preempting the job; SIGUSR1: its warning ahead of the time limit.
