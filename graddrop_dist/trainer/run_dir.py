@@ -90,8 +90,8 @@ def release(output: Path) -> None:
 
 def release_all() -> None:
     """Every lock this process holds (its jobs have ended)."""
-    for path in list(_HELD):
-        release(path.parent)
+    while _HELD:
+        _HELD.popitem()[1].close()
 
 
 def _check(config: JobConfig, output: Path, *, resume: str, dry_run: bool,
