@@ -9,7 +9,10 @@ GPU).
 4. XLM-R-Large (real architecture, random weights) under ZeRO-3: step time and peak GPU
    memory with GradDrop over without (goals <= 1.03, <= 1.02; benchmarks/large_model.py).
 
-    python benchmarks/gpu_check.py [--out runs/gpu_check.json] [--skip-large]
+    python benchmarks/gpu_check.py [--out runs/gpu_check.json] [--skip-large] [--job JOB.yaml]
+
+--job runs the matrix on another job than the offline-demo recipe (its backend, precision,
+steps and output replaced per row): a node without the offline model's wheel, say.
 
 Prints each part as it finishes, writes every figure to --out, and exits 1 when a bit
 differs or a backend run fails (goals missed are reported, not fatal), 2 without a GPU.
@@ -65,12 +68,13 @@ def kernel_part(report: dict, numel: int) -> bool:
     return not failures
 
 
-def matrix_part(report: dict, steps: int) -> bool:
+def matrix_part(report: dict, steps: int, job: Path) -> bool:
     import yaml
 
     from backend_matrix import BACKENDS, run_matrix
 
-    base = yaml.safe_load((ROOT / "graddrop_dist" / "recipes" / "offline_demo.yaml").read_text())
+    base = yaml.safe_load(job.read_text())
+    report["job"] = str(job)
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as folder:
         rows = run_matrix(base, torch.device("cuda", 0), list(BACKENDS), ["bf16", "fp16"],
                           steps, Path(folder))
@@ -85,6 +89,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--pairs", type=int, default=30)
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--job", type=Path,
+                        default=ROOT / "graddrop_dist" / "recipes" / "offline_demo.yaml")
     args = parser.parse_args(argv)
     from graddrop_dist.mask.triton_kernel import triton_available
 
@@ -97,7 +103,7 @@ def main(argv=None) -> int:
               "cuda": torch.version.cuda, "goals": GOALS}
     print(f"{report['card']}, torch {report['torch']}, CUDA {report['cuda']}", flush=True)
     passed = kernel_part(report, args.numel)
-    passed = matrix_part(report, args.steps) and passed
+    passed = matrix_part(report, args.steps, args.job) and passed
     if not args.skip_large:
         from large_model import measure
 

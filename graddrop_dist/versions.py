@@ -9,11 +9,16 @@ the custom reduce-scatter that masks it; `set_custom_reduce_scatter` itself is 2
 DeepSpeed 0.19.8: under torch 2.13, 0.18.0-0.19.5 end ZeRO runs away from the
 single-process result, and 0.19.6-0.19.7 apply a non-finite step under ZeRO 1-3 in fp32
 instead of skipping it (both found by the test suite). transformers 5.0: the suite passes.
+
+A cluster image may hold an older torch than a user can change: GRADDROP_ALLOW_OLD=torch
+(a comma-separated list of package names) turns that package's too-old error into one
+warning, and whatever needs the newer release fails where it is used.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import warnings
 
 from packaging.version import Version
@@ -33,7 +38,12 @@ class VersionTooOld(ImportError):
 def check(package: str, found: str) -> None:
     needed = MINIMUM[package]
     release = Version(Version(found).base_version)
-    if release < Version(needed):
+    if release < Version(needed) and package in _allowed_old():
+        if package not in _warned:
+            _warned.add(package)
+            warnings.warn(f"graddrop-dist needs {package} >= {needed}, found {found}: running "
+                          "anyway (GRADDROP_ALLOW_OLD), untested", stacklevel=2)
+    elif release < Version(needed):
         raise VersionTooOld(f"graddrop-dist needs {package} >= {needed}, found {found}: "
                             f"pip install '{package}>={needed}'")
     tested = Version(TESTED[package])
@@ -43,6 +53,10 @@ def check(package: str, found: str) -> None:
                       "the torch / DeepSpeed / accelerate internals it reaches "
                       "(graddrop_dist/adapters/_internals.py) may have moved; the test "
                       "suite's canary (tests/unit/test_internals.py) says", stacklevel=2)
+
+
+def _allowed_old() -> set[str]:
+    return {name.strip() for name in os.environ.get("GRADDROP_ALLOW_OLD", "").split(",")}
 
 
 def require(package: str) -> None:

@@ -136,6 +136,10 @@ class FSDP2Adapter(Adapter):
                     raise ValueError(f"GradDrop under FSDP2: parameters must be sharded on "
                                      f"dim 0, got Shard({dim})")
                 params.append((names[id(sharded)], sharded, size))
+            if not hasattr(module, "set_reduce_scatter_unused_params"):  # GRADDROP_ALLOW_OLD
+                raise RuntimeError(f"GradDrop under FSDP2 needs torch >= 2.13 (FSDP2's "
+                                   f"set_reduce_scatter_unused_params), found "
+                                   f"{torch.__version__}")
             module.set_reduce_scatter_unused_params(True, recurse=False)
             masking = MaskingReduceScatter(self.source, params)
             if _internals.fsdp2_group_mesh(group)[1] == 1:

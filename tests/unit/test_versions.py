@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import torch
 from packaging.requirements import Requirement
 
 from graddrop_dist import versions
@@ -25,6 +26,20 @@ def test_an_old_release_is_one_line():
                                 "pip install 'torch>=2.13'")
     check("torch", "2.13.0+cpu")  # a local build label is the same release
     check("deepspeed", MINIMUM["deepspeed"])
+
+
+def test_an_old_release_allowed_by_name_is_one_warning(monkeypatch):
+    monkeypatch.setattr(versions, "_warned", set())
+    monkeypatch.setenv("GRADDROP_ALLOW_OLD", "deepspeed, torch")
+    with pytest.warns(UserWarning) as caught:
+        check("torch", "2.11.0+cu130")
+        check("torch", "2.11.0+cu130")  # once per package
+    (warning,) = caught
+    assert str(warning.message) == ("graddrop-dist needs torch >= 2.13, found 2.11.0+cu130: "
+                                    "running anyway (GRADDROP_ALLOW_OLD), untested")
+    monkeypatch.setenv("GRADDROP_ALLOW_OLD", "deepspeed")  # names another package only
+    with pytest.raises(VersionTooOld):
+        check("torch", "2.11.0")
 
 
 def test_the_installed_releases_pass():
@@ -87,3 +102,29 @@ def test_tested_releases_are_the_pinned_ones():
     for package, tested in TESTED.items():
         found = pinned[package].split("+")[0]
         assert found == tested or found.startswith(f"{tested}."), (package, found, tested)
+
+
+def _attach_on_fsdp2_without_unused_params(rank, world_size):
+    from torch.distributed.fsdp import FSDPModule
+
+    from graddrop_dist import GradDrop, GradDropConfig
+    from graddrop_dist.backends import TrainSettings, wrap
+
+    del FSDPModule.set_reduce_scatter_unused_params  # as on a torch before 2.13
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Linear(6, 2))
+    backend = wrap(model, "fsdp2", device=torch.device("cpu"), layer_classes=(),
+                   settings=TrainSettings(micro_batch_size=2, lr=1e-3))
+    try:
+        backend.attach(GradDrop(GradDropConfig(method="graddrop", drop_rate=0.5)))
+    except RuntimeError as error:
+        return str(error)
+    return "attached"
+
+
+def test_fsdp2_on_a_torch_without_its_2_13_method_is_one_line():
+    from graddrop_dist.testing.local_ranks import run_ranks
+
+    (message,) = run_ranks(_attach_on_fsdp2_without_unused_params, 1, timeout=120)
+    assert message == ("GradDrop under FSDP2 needs torch >= 2.13 (FSDP2's "
+                       f"set_reduce_scatter_unused_params), found {torch.__version__}")
