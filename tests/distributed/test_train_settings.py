@@ -1,6 +1,9 @@
 """Every backend honours the trainer's fields as one process does: clipping after masking,
 the non-finite policy, and fp16 / bf16 (the kept positions are the fp32 run's; an fp16
-overflow is skipped without moving the mask on). 2 ranks against the single backend."""
+overflow is skipped without moving the mask on). 2 ranks against the single backend.
+
+Each backend's 2 ranks start once and run every setting below one after another (the
+start-up, not the steps, is most of a run's cost); each test reads its setting's result."""
 
 from __future__ import annotations
 
@@ -60,7 +63,24 @@ def train(rank, world_size, backend, options: dict) -> dict:
     return result
 
 
+# The settings each test checks; the fp16 ones last (the fp16 patch stays for the process).
+SETTINGS = {
+    "clipped": dict(max_grad_norm=0.02),
+    "nan skipped": dict(nan_step=NAN_STEP),
+    "nan stops": dict(nan_step=NAN_STEP, nonfinite="stop"),
+    "bf16": dict(precision="bf16"),
+    "fp16": dict(precision="fp16"),
+    "fp16 overflow": dict(precision="fp16", nan_step=NAN_STEP, nonfinite="stop"),
+}
+
+
+def train_every_setting(rank, world_size, backend) -> dict:
+    return {name: train(rank, world_size, backend, options)
+            for name, options in SETTINGS.items()}
+
+
 _references: dict = {}
+_backend_runs: dict = {}
 
 
 def one_process(**options) -> dict:
@@ -72,12 +92,23 @@ def one_process(**options) -> dict:
 
 @pytest.mark.distributed
 class TestEveryBackendHonoursTheTrainSettings(DistributedTest):
-    timeout = 240
+    timeout = 300
+
+    def ranks(self, backend: str, setting: str) -> list[dict]:
+        """Each rank's result for SETTINGS[setting], from one 2-rank run per backend."""
+        if backend not in _backend_runs:
+            try:
+                _backend_runs[backend] = self.run(train_every_setting, backend)
+            except Exception as failure:  # each of the backend's tests fails with it, once run
+                _backend_runs[backend] = failure
+        if isinstance(_backend_runs[backend], Exception):
+            raise _backend_runs[backend]
+        return [results[setting] for results in _backend_runs[backend]]
 
     @pytest.mark.parametrize("backend", BACKENDS)
     def test_clipping_after_masking_matches_one_process(self, backend):
         clipped = one_process(max_grad_norm=0.02)
-        ranks = self.run(train, backend, dict(max_grad_norm=0.02))
+        ranks = self.ranks(backend, "clipped")
         compare_parameters(ranks[0]["parameters"], clipped["parameters"])
         for result in ranks:
             compare_masks(result["masks"], clipped["masks"])
@@ -88,7 +119,7 @@ class TestEveryBackendHonoursTheTrainSettings(DistributedTest):
     def test_a_nonfinite_step_is_skipped_like_one_process(self, backend):
         reference = one_process(nan_step=NAN_STEP)
         assert reference["skipped"] == 1 and reference["step"] == STEPS - 1
-        ranks = self.run(train, backend, dict(nan_step=NAN_STEP))
+        ranks = self.ranks(backend, "nan skipped")
         if backend == "zero0":  # DeepSpeed ZeRO-0 in fp32 cannot skip: it stops before
             assert all("cannot skip a step; the run stops before the step is applied"
                        in r["error"] for r in ranks)
@@ -103,14 +134,14 @@ class TestEveryBackendHonoursTheTrainSettings(DistributedTest):
 
     @pytest.mark.parametrize("backend", BACKENDS)
     def test_a_nonfinite_step_stops_the_run_when_asked(self, backend):
-        ranks = self.run(train, backend, dict(nan_step=NAN_STEP, nonfinite="stop"))
+        ranks = self.ranks(backend, "nan stops")
         assert all("non-finite gradient norm" in r["error"] for r in ranks)
         assert all(r["step"] == NAN_STEP for r in ranks)  # the mask never moved past it
 
     @pytest.mark.parametrize("precision", ["bf16", "fp16"])
     @pytest.mark.parametrize("backend", BACKENDS)
     def test_the_kept_positions_are_the_fp32_runs(self, backend, precision):
-        ranks = self.run(train, backend, dict(precision=precision))
+        ranks = self.ranks(backend, precision)
         for result in ranks:
             compare_masks(result["masks"], one_process()["masks"])
             assert result["skipped"] == result["overflows"] == 0
@@ -123,8 +154,7 @@ class TestEveryBackendHonoursTheTrainSettings(DistributedTest):
     @pytest.mark.parametrize("backend", BACKENDS)
     def test_an_fp16_overflow_is_skipped_without_moving_the_mask_on(self, backend):
         # nonfinite=stop: an overflow is the loss scaler's business, not a non-finite stop.
-        ranks = self.run(train, backend, dict(precision="fp16", nan_step=NAN_STEP,
-                         nonfinite="stop"))
+        ranks = self.ranks(backend, "fp16 overflow")
         fp32 = one_process(nan_step=NAN_STEP)
         for result in ranks:
             assert (result["overflows"], result["skipped"], result["error"]) == (1, 0, None)
