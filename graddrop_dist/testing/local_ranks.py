@@ -91,8 +91,12 @@ def run_ranks(fn, world_size: int, *args, timeout: float = DEFAULT_TIMEOUT,
     return [outcome[1] for outcome in outcomes]
 
 
+_launches: dict = {}
+
+
 class DistributedTest:
-    """Base class: `self.run(fn, *args)` on `world_size` ranks."""
+    """Base class: `self.run(fn, *args)` on `world_size` ranks; `self.run_once` for tests
+    that each read part of one launch's results."""
 
     world_size = 2
     timeout = DEFAULT_TIMEOUT
@@ -101,3 +105,16 @@ class DistributedTest:
     def run(self, fn, *args, world_size: int | None = None, **kwargs):
         return run_ranks(fn, world_size or self.world_size, *args, timeout=self.timeout,
                          env={**self.env, **kwargs.pop("env", {})}, **kwargs)
+
+    def run_once(self, fn, *args, world_size: int | None = None):
+        """self.run, launched once per (fn, args, world size) in the test session: start-up
+        is most of a small run's cost. A failed launch fails every test that reads it."""
+        key = (fn.__module__, fn.__qualname__, repr(args), world_size or self.world_size)
+        if key not in _launches:
+            try:
+                _launches[key] = self.run(fn, *args, world_size=world_size)
+            except Exception as failure:  # noqa: BLE001 - raised to each reader below
+                _launches[key] = failure
+        if isinstance(_launches[key], Exception):
+            raise _launches[key]
+        return _launches[key]

@@ -27,22 +27,12 @@ def train_backends(rank, world_size, backends, cases, *options) -> dict:
             for backend in backends}
 
 
-_launches: dict = {}
-
-
 def results_of(test, backend, backends, cases, *options, world_size=2) -> list:
     """Each rank's train_cases result for `backend`, from one launch of all `backends` at
-    this world size (start-up is most of a small run's cost: 4 ranks on 2 cores, ~10 s)."""
-    key = (tuple(backends), world_size, repr(cases), options)
-    if key not in _launches:
-        try:
-            _launches[key] = test.run(train_backends, list(backends), cases, *options,
-                                      world_size=world_size)
-        except Exception as failure:  # every test of the launch fails with it, once run
-            _launches[key] = failure
-    if isinstance(_launches[key], Exception):
-        raise _launches[key]
-    return [by_backend[backend] for by_backend in _launches[key]]
+    this world size (4 ranks on 2 cores take ~10 s to start)."""
+    by_rank = test.run_once(train_backends, list(backends), cases, *options,
+                            world_size=world_size)
+    return [by_backend[backend] for by_backend in by_rank]
 
 
 def assert_matches_reference(cases, rank_results) -> None:

@@ -80,7 +80,6 @@ def train_every_setting(rank, world_size, backend) -> dict:
 
 
 _references: dict = {}
-_backend_runs: dict = {}
 
 
 def one_process(**options) -> dict:
@@ -96,14 +95,7 @@ class TestEveryBackendHonoursTheTrainSettings(DistributedTest):
 
     def ranks(self, backend: str, setting: str) -> list[dict]:
         """Each rank's result for SETTINGS[setting], from one 2-rank run per backend."""
-        if backend not in _backend_runs:
-            try:
-                _backend_runs[backend] = self.run(train_every_setting, backend)
-            except Exception as failure:  # each of the backend's tests fails with it, once run
-                _backend_runs[backend] = failure
-        if isinstance(_backend_runs[backend], Exception):
-            raise _backend_runs[backend]
-        return [results[setting] for results in _backend_runs[backend]]
+        return [results[setting] for results in self.run_once(train_every_setting, backend)]
 
     @pytest.mark.parametrize("backend", BACKENDS)
     def test_clipping_after_masking_matches_one_process(self, backend):
