@@ -107,9 +107,11 @@ class DistributedTest:
                          env={**self.env, **kwargs.pop("env", {})}, **kwargs)
 
     def run_once(self, fn, *args, world_size: int | None = None):
-        """self.run, launched once per (fn, args, world size) in the test session: start-up
-        is most of a small run's cost. A failed launch fails every test that reads it."""
-        key = (fn.__module__, fn.__qualname__, repr(args), world_size or self.world_size)
+        """self.run, launched once per (fn, args, world size, env) in the test session:
+        start-up is most of a small run's cost. A failed launch fails every test that reads
+        it."""
+        key = (fn.__module__, fn.__qualname__, repr(args), world_size or self.world_size,
+               repr(sorted(self.env.items())))
         if key not in _launches:
             try:
                 _launches[key] = self.run(fn, *args, world_size=world_size)
