@@ -12,7 +12,8 @@ GPU).
     python benchmarks/gpu_check.py [--out runs/gpu_check.json] [--skip-large] [--job JOB.yaml]
 
 --job runs the matrix on another job than the offline-demo recipe (its backend, precision,
-steps and output replaced per row): a node without the offline model's wheel, say.
+steps and output replaced per row): a node without the offline model's wheel, say. The job
+is checked first: a bad one is one line and exit 2, before any GPU work.
 
 Prints each part as it finishes, writes every figure to --out, and exits 1 when a bit
 differs or a backend run fails (goals missed are reported, not fatal), 2 without a GPU.
@@ -68,6 +69,19 @@ def kernel_part(report: dict, numel: int) -> bool:
     return not failures
 
 
+def job_error(job: Path) -> str | None:
+    """Why the matrix's job cannot run (unreadable, not YAML, not a valid job), or None."""
+    import yaml
+
+    from graddrop_dist.trainer.job_config import ConfigError, JobConfig
+
+    try:
+        JobConfig.from_dict(yaml.safe_load(job.read_text()))
+    except (OSError, yaml.YAMLError, ConfigError, TypeError, AttributeError) as error:
+        return " ".join(str(error).split()) or type(error).__name__  # one line
+    return None
+
+
 def matrix_part(report: dict, steps: int, job: Path) -> bool:
     import yaml
 
@@ -92,6 +106,10 @@ def main(argv=None) -> int:
     parser.add_argument("--job", type=Path,
                         default=ROOT / "graddrop_dist" / "recipes" / "offline_demo.yaml")
     args = parser.parse_args(argv)
+    bad_job = job_error(args.job)
+    if bad_job:  # before minutes of kernel checks, not after
+        print(f"gpu_check: --job {args.job}: {bad_job}", file=sys.stderr)
+        return 2
     from graddrop_dist.mask.triton_kernel import triton_available
 
     if not torch.cuda.is_available() or not triton_available():

@@ -26,6 +26,20 @@ def test_without_a_gpu_it_exits_2_in_one_line():
                                     "none here)"
 
 
+def test_a_bad_job_is_one_line_before_anything_runs(tmp_path):
+    job = tmp_path / "job.yaml"
+    job.write_text("train:\n  lr: fast\n")
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_check.py"), "--job", str(job)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"gpu_check: --job {job}: ") and "train.lr" in line, line
+    missing = tmp_path / "absent.yaml"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_check.py"), "--job",
+                             str(missing)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.startswith(f"gpu_check: --job {missing}: ")
+
+
 def matrix_on_cpu(rank, world_size, base, folder):
     from backend_matrix import run_matrix
 
