@@ -69,25 +69,20 @@ def kernel_part(report: dict, numel: int) -> bool:
     return not failures
 
 
-def job_error(job: Path) -> str | None:
-    """Why the matrix's job cannot run (unreadable, not YAML, not a valid job), or None."""
-    import yaml
+def read_job(job: Path) -> dict:
+    """The matrix's job, read as graddrop-train reads a job file and validated; a
+    ConfigError (one line) where it cannot run."""
+    from graddrop_dist.trainer.job_config import JobConfig
+    from graddrop_dist.trainer.job_file import read_job_file
 
-    from graddrop_dist.trainer.job_config import ConfigError, JobConfig
-
-    try:
-        JobConfig.from_dict(yaml.safe_load(job.read_text()))
-    except (OSError, yaml.YAMLError, ConfigError, TypeError, AttributeError) as error:
-        return " ".join(str(error).split()) or type(error).__name__  # one line
-    return None
+    base = read_job_file(job)
+    JobConfig.from_dict(base)
+    return base
 
 
-def matrix_part(report: dict, steps: int, job: Path) -> bool:
-    import yaml
-
+def matrix_part(report: dict, steps: int, job: Path, base: dict) -> bool:
     from backend_matrix import BACKENDS, run_matrix
 
-    base = yaml.safe_load(job.read_text())
     report["job"] = str(job)
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as folder:
         rows = run_matrix(base, torch.device("cuda", 0), list(BACKENDS), ["bf16", "fp16"],
@@ -106,9 +101,12 @@ def main(argv=None) -> int:
     parser.add_argument("--job", type=Path,
                         default=ROOT / "graddrop_dist" / "recipes" / "offline_demo.yaml")
     args = parser.parse_args(argv)
-    bad_job = job_error(args.job)
-    if bad_job:  # before minutes of kernel checks, not after
-        print(f"gpu_check: --job {args.job}: {bad_job}", file=sys.stderr)
+    from graddrop_dist.trainer.job_config import ConfigError
+
+    try:  # before minutes of kernel checks, not after
+        base = read_job(args.job)
+    except ConfigError as error:
+        print(f"gpu_check: --job {args.job}: {error}", file=sys.stderr)
         return 2
     from graddrop_dist.mask.triton_kernel import triton_available
 
@@ -121,7 +119,7 @@ def main(argv=None) -> int:
               "cuda": torch.version.cuda, "goals": GOALS}
     print(f"{report['card']}, torch {report['torch']}, CUDA {report['cuda']}", flush=True)
     passed = kernel_part(report, args.numel)
-    passed = matrix_part(report, args.steps, args.job) and passed
+    passed = matrix_part(report, args.steps, args.job, base) and passed
     if not args.skip_large:
         from large_model import measure
 
