@@ -61,7 +61,8 @@ def measure(device: torch.device, *, pairs: int = 30, warmup: int = 2, batch: in
                      for p in backend.module.parameters())
     for _ in range(warmup):  # allocator, DeepSpeed buffers, kernel builds
         timed_step(backend, data, device)
-    graddrop = GradDrop(GradDropConfig(method="graddrop", drop_rate=0.5))
+    # A fixed seed: each re-attach keeps the specs made so far (backend_overhead.py).
+    graddrop = GradDrop(GradDropConfig(method="graddrop", drop_rate=0.5, seed=0))
 
     def with_graddrop_step():
         backend.attach(graddrop)

@@ -68,6 +68,7 @@ class GradDrop:
                              "from which everything trains; set it, or pass epochs= to "
                              "attach (graddrop-train passes the run's)")
         adapter = adapter_for(model, optimizer, wrapped_by=wrapped_by)
+        before = self.config, self.plans
         self.config = config
         self.plans = self._plan(adapter.named_parameter_shapes())
         self.layers = num_layers(self.plans.values())
@@ -76,7 +77,8 @@ class GradDrop:
             self.config = self.config.replace(seed=self._agreed_seed(adapter))
         elif self.config.seed is None:
             self.config = self.config.replace(seed=secrets.randbelow(2**63))
-        self._specs.clear()
+        if (self.config, self.plans) != before:  # the specs' blocks and scales came from them
+            self._specs.clear()
         self._now_at = None
         adapter.install(self)
         self._adapter = adapter

@@ -132,3 +132,26 @@ def test_attach_rejects_double_attach_and_bad_targets():
         graddrop.attach(model)
     with pytest.raises(TypeError, match="unsupported model type"):
         GradDrop().attach(object())
+
+
+def test_reattaching_keeps_the_masks_of_a_fresh_attach():
+    """attach() keeps the specs made so far where the config and the parameters are the
+    same (the benchmarks detach and re-attach every other step), and drops them where
+    either changed: a row's length is the draw's block."""
+    config = GradDropConfig(drop_rate=0.5, seed=4, granularity="row")
+    narrow, wide = torch.nn.Sequential(torch.nn.Linear(4, 6)), \
+        torch.nn.Sequential(torch.nn.Linear(8, 6))
+    graddrop = GradDrop(config)
+    for model in (narrow, narrow, wide, narrow):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        graddrop.attach(model, optimizer)
+        fresh = GradDrop(config).attach(copy.deepcopy(model))
+        fresh.set_step(graddrop.step)
+        mask = graddrop.keep_mask("0.weight")
+        assert torch.equal(mask, fresh.keep_mask("0.weight"))
+        assert mask.all(dim=1).logical_or(~mask.any(dim=1)).all()  # whole rows
+        model.zero_grad(set_to_none=True)
+        model(torch.ones(2, model[0].in_features)).sum().backward()
+        assert torch.equal(model[0].weight.grad != 0, mask)
+        optimizer.step()
+        graddrop.detach()
