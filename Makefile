@@ -67,6 +67,7 @@ bench: $(STAMP) $(ASSETS)
 	$(PY) benchmarks/backend_overhead.py
 	$(PY) benchmarks/backend_overhead.py --compact --backends ddp,fsdp1,fsdp2
 	$(PY) benchmarks/communication_bytes.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/hook_cost.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/eval_batching.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bf16_cpu.py
 	$(PY) benchmarks/xlmr_large_cpu.py
