@@ -39,17 +39,31 @@ BACKENDS = {"ddp": ("ddp", {}), "fsdp1": ("fsdp1", {}), "fsdp2": ("fsdp2", {}),
             "zero1": ("deepspeed", {"stage": 1}), "zero2": ("deepspeed", {"stage": 2}),
             "zero3": ("deepspeed", {"stage": 3})}  # ds_configs/zero<stage>.json
 STEP_GOAL, MEMORY_GOAL = 1.05, 1.02
+GATE_MODEL = dict(hidden=128, layers=4, vocab=16000)  # make bench-check's, smaller than ours
 
 
-def build(name, hidden, layers, vocab):
+def xlmr(hidden: int, layers: int, vocab: int):
+    """The benchmarks' XLM-R classifier (4 heads, 4 labels), the same weights every time."""
     from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
-    from transformers.models.xlm_roberta.modeling_xlm_roberta import XLMRobertaLayer
 
     torch.manual_seed(0)
-    model = XLMRobertaForSequenceClassification(XLMRobertaConfig(
+    return XLMRobertaForSequenceClassification(XLMRobertaConfig(
         vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
         num_attention_heads=4, intermediate_size=4 * hidden, max_position_embeddings=80,
         num_labels=4))
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, hidden: int, layers: int,
+                        vocab: int) -> None:
+    parser.add_argument("--hidden", type=int, default=hidden)
+    parser.add_argument("--layers", type=int, default=layers)
+    parser.add_argument("--vocab", type=int, default=vocab)
+
+
+def build(name, hidden, layers, vocab):
+    from transformers.models.xlm_roberta.modeling_xlm_roberta import XLMRobertaLayer
+
+    model = xlmr(hidden, layers, vocab)
     backend, extra = BACKENDS[name]
     if backend == "deepspeed":
         extra = {"ds_config": os.path.join(DS_CONFIGS, f"zero{extra['stage']}.json")}
@@ -113,9 +127,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--vocab", type=int, default=30000)
+    add_model_arguments(parser, hidden=256, layers=4, vocab=30000)
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--compact", action="store_true",
                         help="GradDrop with compact=True (ddp, fsdp1, fsdp2 only)")

@@ -27,11 +27,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 import backend_overhead  # noqa: E402
+from backend_overhead import GATE_MODEL  # noqa: E402
 import communication_bytes  # noqa: E402
 import mask_throughput  # noqa: E402
 from paired import goals_table  # noqa: E402
 
-SMALL_MODEL = dict(hidden=128, layers=4, vocab=16000)
 
 
 def load() -> str:
@@ -58,7 +58,7 @@ def mask_goals(cases: str, processes: int) -> list:
 def run(args) -> list:
     goals = mask_goals(args.mask_cases, args.mask_processes)
     for name in args.backends.split(","):
-        result = backend_overhead.overhead(name, args.pairs, args.warmup, **SMALL_MODEL)
+        result = backend_overhead.overhead(name, args.pairs, args.warmup, **GATE_MODEL)
         goals += backend_overhead.goals(name, result)
     for name in filter(None, args.compacted.split(",")):
         ratios, _ = communication_bytes.compaction(name, (0.5, 0.9), ("element",),
@@ -81,8 +81,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     start = time.monotonic()
     print(f"bench-check: {args.pairs} pairs per step ratio ({args.byte_pairs} for bytes, "
-          f"which are exact per pair; {args.mask_processes} processes for the mask); XLM-R hidden {SMALL_MODEL['hidden']}, "
-          f"{SMALL_MODEL['layers']} layers, vocab {SMALL_MODEL['vocab']}, 1 thread per rank; "
+          f"which are exact per pair; {args.mask_processes} processes for the mask); XLM-R "
+          f"hidden {GATE_MODEL['hidden']}, {GATE_MODEL['layers']} layers, vocab "
+          f"{GATE_MODEL['vocab']}, 1 thread per rank; "
           f"mask cases {args.mask_cases}; {load()}",
           flush=True)
     goals = run(args)

@@ -22,19 +22,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 from graddrop_dist import GradDrop, GradDropConfig  # noqa: E402
+from backend_overhead import GATE_MODEL, add_model_arguments, random_batch, xlmr  # noqa: E402
 from paired import median_interval  # noqa: E402
 
 WITHOUT, THROUGHOUT, REATTACHED = "without", "attached throughout", "re-attached each step"
-
-
-def build(hidden: int, layers: int, vocab: int):
-    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
-
-    torch.manual_seed(0)
-    return XLMRobertaForSequenceClassification(XLMRobertaConfig(
-        vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
-        num_attention_heads=4, intermediate_size=4 * hidden, max_position_embeddings=80,
-        num_labels=4))
 
 
 def backward_seconds(model, batch) -> float:
@@ -49,9 +40,9 @@ def backward_seconds(model, batch) -> float:
 def measure(rounds: int, hidden: int, layers: int, vocab: int, warmup: int = 5) -> dict:
     """{copy: (time ratio interval, added ms interval)} against the copy without."""
     torch.set_num_threads(1)
-    base = build(hidden, layers, vocab)
+    base = xlmr(hidden, layers, vocab)
     models = {WITHOUT: base, THROUGHOUT: copy.deepcopy(base), REATTACHED: copy.deepcopy(base)}
-    batch = {"input_ids": torch.randint(3, vocab, (8, 64)), "labels": torch.randint(0, 4, (8,))}
+    batch = random_batch(0, vocab)
     config = GradDropConfig(method="graddrop", drop_rate=0.5, seed=0)
     GradDrop(config).attach(models[THROUGHOUT])
     reattached = GradDrop(config)
@@ -78,9 +69,7 @@ def measure(rounds: int, hidden: int, layers: int, vocab: int, warmup: int = 5) 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=400)
-    parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--vocab", type=int, default=16000)
+    add_model_arguments(parser, **GATE_MODEL)
     args = parser.parse_args(argv)
     result = measure(args.rounds, args.hidden, args.layers, args.vocab)
     print("| GradDrop | backward time x without | ms added |\n|---|---|---|")
