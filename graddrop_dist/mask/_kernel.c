@@ -298,12 +298,27 @@ static void keep_span(uint8_t *keep, int64_t n, uint64_t offset, uint64_t block,
     if ((int64_t)workers * MIN_PARALLEL > n) workers = (int)(n / MIN_PARALLEL);        \
     if (workers < 1) workers = 1;                                                     \
     int64_t step = ((n + workers - 1) / workers + TILE - 1) / TILE * TILE;            \
-    _Pragma("omp parallel for num_threads(workers) schedule(static) if(workers > 1)")  \
-    for (int w = 0; w < workers; ++w) {                                               \
-        int64_t start = (int64_t)w * step;                                            \
-        int64_t count = n - start < step ? n - start : step;                          \
-        if (count > 0) { BODY; }                                                      \
+    if (workers == 1) { /* no OpenMP region: entering one costs more than a bias */   \
+        int64_t start = 0, count = n;                                                 \
+        BODY;                                                                         \
+    } else {                                                                          \
+        _Pragma("omp parallel for num_threads(workers) schedule(static)")             \
+        for (int w = 0; w < workers; ++w) {                                           \
+            int64_t start = (int64_t)w * step;                                        \
+            int64_t count = n - start < step ? n - start : step;                      \
+            if (count > 0) { BODY; }                                                  \
+        }                                                                             \
     }
+
+static void mask_parallel(const void *in, void *out, int dtype, int64_t n, uint64_t offset,
+                          uint64_t block, uint32_t k0, uint32_t k1, uint32_t lo,
+                          uint32_t width, float scale, int rescale, int threads) {
+    size_t size = dtype == F32 ? 4 : 2;
+    PARALLEL_CHUNKS(threads,
+        mask_span((const char *)in + start * size, (char *)out + start * size, dtype,
+                  count, offset + (uint64_t)start, block, k0, k1, lo, width, scale,
+                  rescale))
+}
 
 /* dtype: 0 = float32, 1 = bfloat16, 2 = float16. in may equal out. */
 int graddrop_mask(const void *in, void *out, int dtype, int64_t n, uint64_t offset,
@@ -311,11 +326,56 @@ int graddrop_mask(const void *in, void *out, int dtype, int64_t n, uint64_t offs
                   float scale, int rescale, int threads) {
     if (dtype < F32 || dtype > F16 || block < 1) return -1;
     graddrop_isa();
+    mask_parallel(in, out, dtype, n, offset, block, k0, k1, lo, width, scale, rescale,
+                  threads);
+    return 0;
+}
+
+/* One mask's kernel arguments packed once (MaskSpec.kernel_args[2], made by
+ * graddrop_dist/mask/spec.py), so the calls made for every parameter in a backward
+ * convert a handful of arguments instead of thirteen: from Python, the conversion of each
+ * argument costs more than masking a bias. */
+typedef struct {
+    uint64_t block;
+    uint32_t k0, k1, lo, width;
+    float scale;
+    int32_t rescale;
+} graddrop_key;
+
+/* One span of a flat buffer: `n` elements from element `start`, which are the global
+ * elements [offset, offset + n) of the parameter `key` masks. */
+typedef struct {
+    int64_t start, n;
+    uint64_t offset;
+    graddrop_key key;
+} graddrop_span;
+
+/* A whole gradient in place (global elements [0, n)): what the hooks call. */
+int graddrop_mask_keyed(void *data, int64_t n, int dtype, const graddrop_key *key,
+                        int threads) {
+    if (dtype < F32 || dtype > F16 || key->block < 1) return -1;
+    graddrop_isa();
+    mask_parallel(data, data, dtype, n, 0, key->block, key->k0, key->k1, key->lo,
+                  key->width, key->scale, key->rescale, threads);
+    return 0;
+}
+
+/* Every span of a flat buffer in place, in one call: a DDP bucket, an FSDP flat gradient
+ * or reduce-scatter buffer holds many parameters, each with its own key. */
+int graddrop_mask_spans(void *base, int dtype, const graddrop_span *spans, int64_t count,
+                        int threads) {
+    if (dtype < F32 || dtype > F16) return -1;
+    for (int64_t s = 0; s < count; ++s)
+        if (spans[s].key.block < 1 || spans[s].start < 0 || spans[s].n < 0) return -1;
+    graddrop_isa();
     size_t size = dtype == F32 ? 4 : 2;
-    PARALLEL_CHUNKS(threads,
-        mask_span((const char *)in + start * size, (char *)out + start * size, dtype,
-                  count, offset + (uint64_t)start, block, k0, k1, lo, width, scale,
-                  rescale))
+    for (int64_t s = 0; s < count; ++s) {
+        const graddrop_span *span = &spans[s];
+        char *data = (char *)base + span->start * size;
+        mask_parallel(data, data, dtype, span->n, span->offset, span->key.block,
+                      span->key.k0, span->key.k1, span->key.lo, span->key.width,
+                      span->key.scale, span->key.rescale, threads);
+    }
     return 0;
 }
 

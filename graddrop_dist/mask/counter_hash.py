@@ -15,6 +15,7 @@ CPU kernel in `fused.py` is tested bit for bit against it.
 from __future__ import annotations
 
 import hashlib
+import struct
 from typing import NamedTuple
 
 import torch
@@ -47,11 +48,18 @@ def mask_key(*, seed: int, stream: int, name: str, drop_rate: float) -> MaskKey:
 
 
 def stream_keys(seed: int, stream: int, name: str) -> tuple[int, int]:
-    """(k0, k1): the little-endian halves of blake2b-64 of "domain|seed|stream|name"
-    (made for every masked parameter at every step: kept to a few operations)."""
+    """(k0, k1): the little-endian halves of blake2b-64 of "domain|seed|stream|name"."""
+    return _HALVES.unpack(stream_digest(seed, stream, name))
+
+
+def stream_digest(seed: int, stream: int, name: str) -> bytes:
+    """The 8 bytes k0, k1 are read from, little-endian (made for every masked parameter at
+    every step: kept to a few operations)."""
     message = b"%s|%d|%d|%s" % (_KEY_DOMAIN, int(seed), int(stream), name.encode("utf-8"))
-    digest = int.from_bytes(hashlib.blake2b(message, digest_size=8).digest(), "little")
-    return digest & _MASK32, digest >> 32
+    return hashlib.blake2b(message, digest_size=8).digest()
+
+
+_HALVES = struct.Struct("<II")
 
 
 def _mul32(x: torch.Tensor, constant: int) -> torch.Tensor:

@@ -90,10 +90,50 @@ def apply_mask(spec: MaskSpec, grad: torch.Tensor, *, offset: int = 0,
 
 def mask_in_place(spec: MaskSpec, grad: torch.Tensor) -> torch.Tensor:
     """apply_mask(spec, grad, out=grad) for a contiguous `grad`, with the fewest steps
-    before the C kernel: the hooks call it once per parameter per micro-batch."""
+    before the C kernel."""
     if spec.drawn and not RECORDERS and fused.handles(grad):
         return fused.fused_mask(grad, grad, spec, offset=0)
     return apply_mask(spec, grad, out=grad)
+
+
+def _mask_in_place_fused(spec: MaskSpec, grad: torch.Tensor) -> None:
+    if spec.drawn and grad.dtype in _KERNEL_DTYPES and grad.is_cpu and grad.is_contiguous():
+        if RECORDERS:
+            announce(spec, 0, grad.numel())
+        fused.fused_mask_keyed(grad, spec)
+    else:
+        apply_mask(spec, grad, out=grad)
+
+
+_KERNEL_DTYPES = frozenset(fused.DTYPES)
+
+
+def in_place_masker() -> Callable[[MaskSpec, torch.Tensor], object]:
+    """What the hooks of one backward call on each contiguous gradient (mask_in_place's
+    job): taken once per backward, so the kernel mode is read then rather than for every
+    parameter, and where the C kernel serves this process, a call with the spec's packed
+    key. Per parameter, Python's share of a masked bias is larger than the kernel's."""
+    if fused.fused_available():
+        return _mask_in_place_fused
+    return mask_in_place
+
+
+def mask_spans(buffer: torch.Tensor, spans) -> None:
+    """Mask spans of one flat, contiguous buffer in place: `spans` holds (spec, start,
+    length, offset), `length` elements from element `start` of the buffer being the global
+    elements [offset, offset + length) of spec's parameter (a spec of None: left alone).
+    Where the C kernel handles the buffer, one call masks every drawn span (a DDP bucket
+    or an FSDP buffer holds dozens of parameters); otherwise span by span."""
+    spans = [span for span in spans if span[0] is not None and span[2] > 0]
+    if buffer.is_contiguous() and fused.handles(buffer):
+        drawn = [span for span in spans if span[0].drawn]
+        fused.fused_mask_spans(buffer, drawn)
+        for spec, _, length, offset in drawn if RECORDERS else ():
+            announce(spec, offset, length)
+        spans = [span for span in spans if not span[0].drawn]
+    for spec, start, length, offset in spans:
+        piece = buffer[start:start + length]
+        apply_mask(spec, piece, offset=offset, out=piece)
 
 
 # ------------------------------------------------------------------------------ packing

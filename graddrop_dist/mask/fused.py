@@ -24,6 +24,7 @@ import hashlib
 import os
 import shlex
 import shutil
+import struct
 import subprocess
 import sys
 import threading
@@ -37,6 +38,7 @@ from graddrop_dist.fs import cache_root, staged_file
 _SOURCE = Path(__file__).with_name("_kernel.c")
 _CFLAGS = ("-O3", "-shared", "-fPIC", "-fno-strict-aliasing")
 _DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
+DTYPES = tuple(_DTYPE_CODES)  # what the kernel masks
 ISAS = {"default": 0, "avx2": 1, "avx512": 2}
 
 _lock = threading.Lock()
@@ -112,6 +114,8 @@ def _declare(library: ctypes.CDLL) -> None:
     library.graddrop_mask.argtypes = [ptr, ptr, c_int, i64, *band, ctypes.c_float, c_int,
                                       c_int]
     library.graddrop_keep.argtypes = [ptr, i64, *band, c_int]
+    library.graddrop_mask_keyed.argtypes = [ptr, i64, c_int, ctypes.c_char_p, c_int]
+    library.graddrop_mask_spans.argtypes = [ptr, c_int, ctypes.c_char_p, i64, c_int]
     library.graddrop_compress.argtypes = [ptr, ptr, c_int, i64, *band, ctypes.c_float, c_int]
     library.graddrop_expand.argtypes = [ptr, i64, ptr, c_int, i64, *band]
     for packing in (library.graddrop_compress, library.graddrop_expand):
@@ -194,17 +198,43 @@ def fused_keep(numel: int, spec, *, offset: int) -> torch.Tensor:
 def fused_mask(source: torch.Tensor, out: torch.Tensor, spec, *, offset: int) -> torch.Tensor:
     """One pass: `out` (may be `source`) gets source's kept values times the spec's
     scale, +0.0 elsewhere. Both contiguous, same shape and dtype."""
-    band, scaling = spec.kernel_args
+    band, scaling, _ = spec.kernel_args
     (_library or _load()).graddrop_mask(source.data_ptr(), out.data_ptr(),
                                         _DTYPE_CODES[source.dtype], source.numel(), offset,
                                         *band, *scaling, _threads())
     return out
 
 
+def fused_mask_keyed(grad: torch.Tensor, spec) -> None:
+    """Mask a whole contiguous gradient in place (global elements [0, numel)) with the
+    spec's packed key: what the hooks call for every parameter, so it converts five
+    arguments where fused_mask converts thirteen (each costs more than masking a bias)."""
+    _library.graddrop_mask_keyed(grad.data_ptr(), grad.numel(), _DTYPE_CODES[grad.dtype],
+                                 spec.kernel_args[2], _threads())
+
+
+_SPAN = struct.Struct("<qqQ")  # graddrop_span's start, n and offset; its key follows
+
+
+def fused_mask_spans(buffer: torch.Tensor, spans) -> None:
+    """Mask many spans of one contiguous flat buffer in place in one call; `spans` holds
+    (spec, start, length, offset): `length` elements from element `start` of the buffer
+    are the global elements [offset, offset + length) of spec's parameter (drawn specs)."""
+    numel = buffer.numel()
+    table = []
+    for spec, start, length, offset in spans:
+        if start < 0 or length < 0 or offset < 0 or start + length > numel:
+            raise ValueError(f"span [{start}, {start + length}) of {spec.name} at offset "
+                             f"{offset} is not inside a buffer of {numel} elements")
+        table.append(_SPAN.pack(start, length, offset) + spec.kernel_args[2])
+    _library.graddrop_mask_spans(buffer.data_ptr(), _DTYPE_CODES[buffer.dtype],
+                                 b"".join(table), len(table), _threads())
+
+
 def fused_compress(span: torch.Tensor, out: torch.Tensor, spec, *, offset: int) -> int:
     """Pack the kept values of a flat span (times the scale) at the start of `out`, in
     one pass with no mask in memory; returns how many."""
-    band, scaling = spec.kernel_args
+    band, scaling, _ = spec.kernel_args
     return _load().graddrop_compress(span.data_ptr(), out.data_ptr(),
                                      _DTYPE_CODES[span.dtype], span.numel(), offset, *band,
                                      *scaling)

@@ -12,12 +12,13 @@ stream, so any cut of the parameter gives the same bits as the whole.
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from graddrop_dist.mask.counter_hash import (MaskKey, check_drop_rate, mask_key, rescale_factor,
-                                              stream_keys)
+                                              stream_digest)
 
 _SOURCES = [Path(__file__).with_name(name) for name in ("counter_hash.py", "_kernel.c")]
 
@@ -52,13 +53,17 @@ class MaskSpec:
     def with_stream(self, stream: int) -> MaskSpec:
         """The same mask drawn from another stream (the next step's): only the key is new,
         everything else is reused (made for every parameter at every step)."""
-        k0, k1 = stream_keys(self.seed, stream, self.name)
+        digest = stream_digest(self.seed, stream, self.name)
+        k0, k1 = _HALVES.unpack(digest)
         spec = object.__new__(MaskSpec)
         fields = spec.__dict__
         fields.update(self.__dict__)
-        fields["stream"], fields["key"] = stream, MaskKey(k0, k1, self.key.threshold)
-        if self.kernel_args is not None:  # band and scale come along in fields
-            fields["kernel_args"] = _kernel_args(spec)
+        fields["stream"] = stream
+        fields["key"] = tuple.__new__(MaskKey, (k0, k1, self.key.threshold))
+        if self.kernel_args is not None:  # only the keys change: bytes 8-16 of the packed
+            (block, _, _, lo, width), scaling, packed = self.kernel_args
+            fields["kernel_args"] = ((block, k0, k1, lo, width), scaling,
+                                     packed[:8] + digest + packed[16:])
         return spec
 
     @classmethod
@@ -124,11 +129,20 @@ class MaskSpec:
                         self.below)
 
 
+# The C kernel's graddrop_key struct: block (u64), k0, k1, lo, width (u32), scale (f32),
+# rescale (i32); 32 bytes, no padding.
+_PACKED_KEY = struct.Struct("<QIIIIfi")
+_HALVES = struct.Struct("<II")  # k0, k1 from the 8 bytes of the stream's digest
+
+
 def _kernel_args(spec: MaskSpec) -> tuple:
     """block, k0, k1 and the band (lo, width): what every kernel call passes after the
-    offset; scale and whether to rescale after them."""
+    offset; scale and whether to rescale after them; the same packed as the kernel's
+    `graddrop_key` (the hooks' and the buffers' calls pass that one pointer)."""
     lo, width = spec.band
-    return (spec.block, spec.key.k0, spec.key.k1, lo, width), (spec.scale, int(spec.scale != 1.0))
+    band, scaling = (spec.block, spec.key.k0, spec.key.k1, lo, width), \
+        (spec.scale, int(spec.scale != 1.0))
+    return band, scaling, _PACKED_KEY.pack(*band, *scaling)
 
 
 def mask_code_version() -> str:

@@ -80,6 +80,43 @@ def test_every_path_is_the_reference(isa):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+def test_the_packed_key_calls_are_the_reference(isa):
+    """The hooks' call (a whole gradient in place, the spec's packed key) and the buffers'
+    call (many parameters' spans of one flat buffer, each at its own global offset, in
+    one call) give the reference's bits; what lies between the spans is not touched."""
+    masker = dispatch.in_place_masker()
+    with fused.use_isa(isa):
+        for dtype, rescale, block, offset, (rate, below) in CASES:
+            spec = MaskSpec(5, 9, "encoder.weight", rate, block, rescale, below)
+            other = MaskSpec(5, 9, "encoder.bias", 0.5, 1, rescale)
+            grad, second = gradient(5000, dtype), gradient(777, dtype)
+            case = f"{isa} {dtype} rescale={rescale} block={block} offset={offset} {rate}-{below}"
+            whole = grad.clone()
+            masker(spec, whole)
+            assert same_bits(whole, reference(spec, grad, 0)[0]), case
+            buffer = torch.cat([torch.full((3,), 7.0, dtype=dtype), grad, second,
+                                torch.full((5,), 7.0, dtype=dtype)])
+            dispatch.mask_spans(buffer, [(spec, 3, 5000, offset), (None, 5003, 777, 0),
+                                         (other, 5003 + 100, 600, offset + 5)])
+            assert same_bits(buffer[3:5003], reference(spec, grad, offset)[0]), case
+            assert same_bits(buffer[5103:5703], reference(other, second[100:700],
+                                                          offset + 5)[0]), case
+            untouched = torch.cat([buffer[:3], buffer[5003:5103], buffer[5703:]])
+            assert same_bits(untouched, torch.cat([torch.full((3,), 7.0, dtype=dtype),
+                                                   second[:100], second[700:],
+                                                   torch.full((5,), 7.0, dtype=dtype)])), case
+
+
+def test_a_span_outside_its_buffer_is_refused_before_anything_is_written():
+    spec = MaskSpec(5, 9, "encoder.weight", 0.5)
+    buffer = gradient(1000, torch.float32)
+    before = buffer.clone()
+    with pytest.raises(ValueError, match=r"span \[900, 1100\) of encoder.weight"):
+        dispatch.mask_spans(buffer, [(spec, 0, 500, 0), (spec, 900, 200, 0)])
+    assert same_bits(buffer, before)
+
+
+@pytest.mark.parametrize("isa", ISAS)
 def test_the_threaded_split_draws_the_same_bits(isa, monkeypatch):
     """Large calls run on OpenMP threads, cut at tiles; the cuts change no bit, at an
     offset whose 2^32 boundary falls inside a thread's chunk."""
