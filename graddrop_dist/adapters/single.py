@@ -31,14 +31,14 @@ class TensorHookAdapter(Adapter):
     def install_masking(self) -> None:
         masked = {name: param for name, param in self._params.items()
                   if self.source.maskable(name) and param.requires_grad}
-        accumulation = _Accumulation(list(masked.values()))
+        backward = _Backward()
         for name, param in masked.items():
             self._handles.extend(_mask_before_accumulation(self.source, name, param,
-                                                           accumulation))
+                                                           backward))
 
 
 def _mask_before_accumulation(source: MaskSource, name: str, param: torch.nn.Parameter,
-                              accumulation: _Accumulation):
+                              backward: _Backward):
     """The handles of a parameter's mask hooks (the docstring above says which masks)."""
     pending: list[MaskSpec | None] = [None]  # set by the tensor hook for the post hook
 
@@ -47,7 +47,7 @@ def _mask_before_accumulation(source: MaskSource, name: str, param: torch.nn.Par
         if spec is None:
             return
         if param.grad.is_contiguous():
-            dispatch.mask_in_place(spec, param.grad)
+            backward.masker(spec, param.grad)
         else:  # a gradient laid out like a strided parameter
             param.grad.copy_(dispatch.apply_mask(spec, param.grad))
 
@@ -56,36 +56,46 @@ def _mask_before_accumulation(source: MaskSource, name: str, param: torch.nn.Par
 
     def mask_hook(grad: torch.Tensor) -> torch.Tensor:
         spec = source.spec(name)
+        if spec is None:
+            pending[0] = None
+            return grad
         # Only where AccumulateGrad runs next (not torch.autograd.grad, which returns the
         # hook's tensor), and not under create_graph, where param.grad is the graph's own.
-        later = (in_place and param.grad is None and not torch.is_grad_enabled()
-                 and accumulation.runs(param))
-        pending[0] = spec if later else None
-        return grad if spec is None or later else dispatch.apply_mask(spec, grad)
+        if in_place and param.grad is None and not torch.is_grad_enabled() \
+                and backward.accumulates(param):
+            pending[0] = spec
+            return grad
+        pending[0] = None
+        return dispatch.apply_mask(spec, grad)
 
     return [param.register_hook(mask_hook), post]
 
 
-class _Accumulation:
-    """Which of the masked parameters the running backward accumulates into `.grad`, found
-    for all of them at its first hook. One probe costs 5 us in a loop but 30-40 us when
-    asked between the backward's kernels, with the interpreter's caches cold: once per
-    parameter per backward that was a third of the hooks' Python. DeepSpeed counts the
-    parameters of a backward the same way (count_used_parameters_in_backward)."""
+class _Backward:
+    """What the hooks of one backward share, found at the first hook that asks: whether
+    this backward accumulates into `.grad`, and how a gradient is masked in place.
 
-    def __init__(self, params: list[torch.nn.Parameter]) -> None:
-        self._params = params
+    A backward() accumulates into every parameter whose hook runs (with `inputs=`, the
+    hooks of the others do not run); torch.autograd.grad accumulates into none. So one
+    probe of the first parameter answers for all: probing each, between the backward's
+    kernels, cost 15-30 us a parameter. A reentrant checkpoint's nested backward is a
+    backward of its own and gets its own answer. The masker is taken once per backward
+    too (dispatch.in_place_masker)."""
+
+    def __init__(self) -> None:
         self._task: int | None = None
-        self._accumulated: set[int] = set()
+        self._accumulates = False
+        self.masker = dispatch.mask_in_place
 
-    def runs(self, param: torch.nn.Parameter) -> bool:
+    def accumulates(self, param: torch.nn.Parameter) -> bool:
         task = _internals.current_graph_task()
         if task is None:  # a torch that cannot name the backward: ask each time
             return _accumulates(param)
         if task != self._task:  # a new backward (or a reentrant checkpoint's own)
-            self._accumulated = {id(p) for p in self._params if _accumulates(p)}
+            self._accumulates = _accumulates(param)
+            self.masker = dispatch.in_place_masker()
             self._task = task
-        return id(param) in self._accumulated
+        return self._accumulates
 
 
 def _accumulates(param: torch.Tensor) -> bool:

@@ -133,3 +133,31 @@ def test_which_parameters_accumulate_is_asked_again_in_a_nested_backward():
         assert torch.equal(param.grad, expected[name]), name
     for name, pointer in arrived.items():  # both masked in place, neither copied
         assert model.get_parameter(name).grad.data_ptr() == pointer, name
+
+
+def test_one_probe_answers_for_every_parameter_of_a_backward():
+    """Whether a backward accumulates into `.grad` is probed once per backward: an
+    autograd.grad (none accumulate: its results are masked copies, `.grad` stays empty),
+    then a backward(inputs=) of a subset (those masked in place, the rest untouched), then
+    a full backward each get their own answer."""
+    torch.manual_seed(0)
+    model = TwoInputs()
+    embedding = model.embedding.weight
+    arrived = {}
+    embedding.register_hook(lambda grad: arrived.__setitem__("pointer", grad.data_ptr()))
+    graddrop = _attach(model)
+    expected = _expected(model, graddrop, *_inputs())
+    got = torch.autograd.grad(model(*_inputs()), [model.a, embedding])
+    assert torch.equal(got[0], expected["a"])
+    assert torch.equal(got[1], expected["embedding.weight"])
+    assert got[1].data_ptr() != arrived["pointer"]  # a masked copy
+    assert all(param.grad is None for param in model.parameters())
+    model(*_inputs()).backward(inputs=[embedding])
+    assert torch.equal(embedding.grad, expected["embedding.weight"])
+    assert embedding.grad.data_ptr() == arrived["pointer"]  # in place
+    assert model.a.grad is None and model.b.grad is None
+    model.zero_grad(set_to_none=True)
+    model(*_inputs()).backward()
+    for name, param in model.named_parameters():
+        assert torch.equal(param.grad, expected[name]), name
+    assert embedding.grad.data_ptr() == arrived["pointer"]
