@@ -80,11 +80,14 @@ def _graddrop_allreduce(state: _BucketMasking, bucket):
         return allreduce_hook(state.process_group, bucket)
     if state.source.compact:
         return _compact_allreduce(state, bucket)
-    for param, grad in zip(bucket.parameters(), bucket.gradients()):
-        spec = state.source.spec(state.names[id(param)])
-        if spec is not None:
-            flat = grad.view(-1)
-            dispatch.apply_mask(spec, flat, out=flat)
+    # The gradients are views of the bucket's flat buffer (mask_spans refuses a span
+    # outside it): one call masks them all.
+    buffer = bucket.buffer()
+    base, size = buffer.data_ptr(), buffer.element_size()
+    spans = [(state.source.spec(state.names[id(param)]), (grad.data_ptr() - base) // size,
+              grad.numel(), 0)
+             for param, grad in zip(bucket.parameters(), bucket.gradients())]
+    dispatch.mask_spans(buffer, spans)
     return allreduce_hook(state.process_group, bucket)
 
 

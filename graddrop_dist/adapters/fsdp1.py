@@ -46,11 +46,8 @@ class _UnitState(default_hooks.DefaultState):
 def _masking_hook(state: _UnitState, grad: torch.Tensor, output: torch.Tensor | None = None):
     if state.source.compact:
         return _compact_hook(state, grad, output)
-    for name, start, numel in state.segments:
-        spec = state.source.spec(name)
-        if spec is not None:
-            segment = grad[start:start + numel]
-            dispatch.apply_mask(spec, segment, offset=0, out=segment)
+    dispatch.mask_spans(grad, [(state.source.spec(name), start, numel, 0)
+                               for name, start, numel in state.segments])
     if output is None:
         default_hooks.allreduce_hook(state, grad)
     else:

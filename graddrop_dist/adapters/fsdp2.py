@@ -65,27 +65,25 @@ class MaskingReduceScatter(DefaultReduceScatter):
         rows = input_tensor.view(world_size, -1)
         if self.source.compact:
             return self._compacted(output_tensor, rows, spans, group, op)
+        row_length, masked = rows.shape[1], []
         for rank in range(world_size):
-            position = 0
+            position = rank * row_length
             for name, numel, chunk in spans:
                 real = max(0, min(chunk, numel - rank * chunk))  # the rest is padding
-                spec = self.source.spec(name) if real else None
-                if spec is not None:
-                    span = rows[rank, position:position + real]
-                    dispatch.apply_mask(spec, span, offset=rank * chunk, out=span)
+                if real:
+                    masked.append((self.source.spec(name), position, real, rank * chunk))
                 position += chunk
+        dispatch.mask_spans(input_tensor.view(-1), masked)
         return super().__call__(output_tensor, input_tensor, group, op, async_op)
 
 
     def mask_whole_buffer(self, buffer: torch.Tensor) -> None:
         """One rank: the buffer is every parameter of the group, whole and unpadded."""
-        position = 0
+        spans, position = [], 0
         for name, numel, _ in self.layout(1):
-            spec = self.source.spec(name)
-            if spec is not None:
-                span = buffer[position:position + numel]
-                dispatch.apply_mask(spec, span, out=span)
+            spans.append((self.source.spec(name), position, numel, 0))
             position += numel
+        dispatch.mask_spans(buffer.view(-1), spans)
 
     def _compacted(self, output_tensor, rows, spans, group, op):
         """Reduce-scatter only kept elements (compaction.compact_reduce_scatter): row r,

@@ -103,6 +103,15 @@ def _use_rank_dependent_rng(graddrop, rank):
         dispatch.announce(spec, offset, grad.numel())
         return masked if out is None else out.copy_(masked)
 
-    # Only in this rank's process (forked): the module attribute every adapter calls, and
-    # the recorder too, so what it records is what this rank applied.
+    def rank_dependent_spans(buffer, spans):
+        for spec, start, length, offset in spans:
+            if spec is not None and length:
+                piece = buffer[start:start + length]
+                rank_dependent(spec, piece, offset=offset, out=piece)
+
+    # Only in this rank's process (forked): the module attributes the adapters call (one
+    # gradient, the spans of a flat buffer, the hooks' in-place masker), and the
+    # recorder too, so what it records is what this rank applied.
     dispatch.apply_mask = rank_dependent
+    dispatch.mask_spans = rank_dependent_spans
+    dispatch.in_place_masker = lambda: lambda spec, grad: rank_dependent(spec, grad, out=grad)
