@@ -8,7 +8,7 @@ or after accumulation, is the same operation.
 
 What an adapter sees of GradDrop is narrow (`MaskSource` in adapters/base.py): `spec(name)`,
 the mask of a parameter at the current step (None: left alone); `maskable(name)`, whether
-it is ever masked; `compact`; and `optimizer_stepped()`.
+it is ever masked; `compact`; `rescales`; and `optimizer_stepped()`.
 """
 
 from __future__ import annotations
@@ -180,6 +180,10 @@ class GradDrop:
     def compact(self) -> bool:
         return self.config.compact
 
+    @property
+    def rescales(self) -> bool:
+        return self.config.rescales
+
     def maskable(self, name: str) -> bool:
         """Whether this parameter's gradient is ever touched (it needs a hook)."""
         return may_be_masked(self.config, self.plans[name])
@@ -203,13 +207,14 @@ class GradDrop:
         if step is None:
             now = (self._step, self.epoch, self.config.seed)
             if self._now_at != now:
-                self._now = {each: self._spec_of(each, None) for each in self.plans}
+                self._now = {each: self._spec_of(each, self._step, now[1])
+                             for each in self.plans}
                 self._now_at = now
             return self._now[name]
-        return self._spec_of(name, step)
+        return self._spec_of(name, step, self._epoch_of(step))
 
-    def _spec_of(self, name: str, step: int | None) -> MaskSpec | None:
-        draw = self.schedule(name, step)
+    def _spec_of(self, name: str, step: int, epoch: int) -> MaskSpec | None:
+        draw = mask_schedule(self.config, self.plans[name], step, epoch, self.layers)
         if draw.rate == 0.0 and draw.below == 1.0:
             return None
         drawn_for = (*draw, self.config.seed)

@@ -2,8 +2,8 @@
 the mask at the right place, and tell GradDrop when the optimizer stepped.
 
 An adapter sees GradDrop only through `MaskSource`: the spec of a parameter's mask at the
-current step, whether a parameter is ever masked, whether to compact the collective, and
-the callback for an optimizer step.
+current step, whether a parameter is ever masked, whether to compact the collective,
+whether kept values are rescaled, and the callback for an optimizer step.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from graddrop_dist.mask.spec import MaskSpec
 
 class MaskSource(Protocol):
     compact: bool
+    rescales: bool
 
     def maskable(self, name: str) -> bool: ...
 

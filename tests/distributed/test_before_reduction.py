@@ -101,3 +101,22 @@ class TestMaskedBeforeTheReduction(DistributedTest):
             # p = 0.9 on everything but the small head: at least 80% zeros go in.
             assert fraction > 0.8, (fraction, dense_fraction)
             assert dense_fraction < 0.3, dense_fraction
+
+
+def deepspeed_mode(rank, world_size, backend, rescale):
+    run = setup(backend, world_size)
+    graddrop = attach(run, GradDrop(graddrop_config(dict(method="graddrop")).replace(
+        rescale=rescale)))
+    mode = graddrop._adapter.mode
+    graddrop.detach()
+    run.close()
+    return mode
+
+
+@pytest.mark.distributed
+class TestWhereDeepSpeedIsMasked(DistributedTest):
+    @pytest.mark.parametrize("backend", ["zero1", "zero2", "zero3"])
+    def test_the_zero_optimizers_are_masked_in_their_buckets(self, backend):
+        """One call a bucket (the collective-input test above proves it happens before the
+        reduction); with rescaling too, the buckets being in the gradients' dtype."""
+        assert self.run(deepspeed_mode, backend, True) == ["reduction buckets"] * 2

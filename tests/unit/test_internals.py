@@ -98,25 +98,67 @@ def test_ddp_and_fsdp_internals():
         canary(what, works)
 
 
-def _deepspeed_internals(rank, world_size):
+def _deepspeed_engine(stage: int, **zero):
     import deepspeed
 
     # torch's AdamW: DeepSpeed's own would compile its CPU Adam first (80-90 s on 2 cores)
-    config = {"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 1},
+    config = {"train_micro_batch_size_per_gpu": 1,
+              "zero_optimization": {"stage": stage, **zero},
               "optimizer": {"type": "AdamW", "params": {"lr": 1e-3, "torch_adam": True}}}
     model = _tiny()
     engine, *_ = deepspeed.initialize(model=model, config=config,
                                       model_parameters=model.parameters())
+    return engine
+
+
+def _bucket_seen(engine) -> bool:
+    """Before the reduction, every parameter's span of a bucket holds its gradient."""
+    names = {id(param): name for name, param in engine.module.named_parameters()}
+    seen = {}
+
+    def look(flat, spans):
+        for param, start, numel in spans:
+            seen[names[id(param)]] = flat.reshape(-1)[start:start + numel].clone()
+
+    handle = _internals.deepspeed_before_bucket_reduction(engine.optimizer, look)
+    x = torch.ones(1, 4)
+    loss = engine(x).sum()
+    engine.backward(loss)
+    handle.remove()
+    model = _tiny()  # the same weights: the gradients the bucket must hold
+    model(x).sum().backward()
+    want = {name: param.grad.reshape(-1) for name, param in model.named_parameters()}
+    shadowed = {"average_tensor", "_DeepSpeedZeroOptimizer_Stage3__reduce_and_partition_ipg_grads"}
+    return seen.keys() == want.keys() and not shadowed & vars(engine.optimizer).keys() and all(
+        torch.equal(seen[name], want[name]) for name in want)
+
+
+def _deepspeed_internals(rank, world_size):
+    engine = _deepspeed_engine(1)
     applied = []
     handle = _internals.deepspeed_on_applied_step(engine, lambda: applied.append(1))
     loss = engine(torch.ones(1, 4)).sum()
     engine.backward(loss)
     engine.step()
     handle.remove()
+    params = list(engine.module.parameters())
     found = {"deepspeed_on_applied_step": applied == [1] and "step" not in vars(engine),
              "deepspeed_data_parallel_group":
                  _internals.deepspeed_data_parallel_group() is not None,
-             "deepspeed_cpu_has_fp16": isinstance(_internals.deepspeed_cpu_has_fp16(), bool)}
+             "deepspeed_cpu_has_fp16": isinstance(_internals.deepspeed_cpu_has_fp16(), bool),
+             "deepspeed_reduction_dtypes":
+                 _internals.deepspeed_reduction_dtypes(engine.optimizer, params)
+                 == {torch.float32}}
+    engine.destroy()
+    # ZeRO-1 and ZeRO-3, with a bucket of 16 elements: some gradients (24 > 16) are reduced
+    # alone (ZeRO-1) or from a tensor of their own (ZeRO-3)
+    for stage in (1, 3):
+        engine = _deepspeed_engine(stage, reduce_bucket_size=16)
+        found[f"deepspeed_before_bucket_reduction (ZeRO-{stage})"] = _bucket_seen(engine)
+        engine.destroy()
+    engine = _deepspeed_engine(1, contiguous_gradients=False)
+    found["deepspeed_before_bucket_reduction (no contiguous_gradients: None)"] = \
+        _internals.deepspeed_before_bucket_reduction(engine.optimizer, None) is None
     engine.destroy()
     return found
 
