@@ -72,7 +72,7 @@ bench: $(STAMP) $(ASSETS)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bf16_cpu.py
 	$(PY) benchmarks/xlmr_large_cpu.py
 
-# The regression gate: short paired versions of the benchmarks above (about 7 minutes on
+# The regression gate: short paired versions of the benchmarks above (about 10 minutes on
 # 2 cores); fails when a ratio's whole 95% interval lies past its goal.
 bench-check: $(STAMP)
 	$(PY) benchmarks/bench_check.py
