@@ -12,12 +12,12 @@ resident set's high-water mark during the step (reset before it) less the reside
 the rank had before the model was built. Reported: the medians with 95% bootstrap
 intervals over pairs. Goals: step time <= 1.03, peak memory <= 1.02.
 
-Two things keep the machine's noise out of the pairs: each rank runs on a core of its
-own where there are enough, as a cluster launcher binds ranks to cores (unbound, two ranks
-and their communication threads trade two cores, and a step's time moves with the
-scheduler's choices), and the objects that exist once the model is built are frozen out
-of Python's garbage collector (gc.freeze: a full collection walks every one of them, tens
-of milliseconds landing on whichever step happens to trigger it).
+The objects that exist once the model is built are frozen out of Python's garbage
+collector (gc.freeze): a full collection walks every one of them, tens of milliseconds
+landing on whichever step happens to trigger it. The ranks are not bound to cores: bound
+one to a core, with their communication threads, 2 ms of work added before a ZeRO
+bucket's all-reduce cost 4-8 ms of step time (the threads that move the bucket wait for
+the core), against 2-2.3 ms unbound, so binding overstates what GradDrop costs.
 
 DDP cannot unregister a communication hook: from the first attach on, its steps without
 GradDrop run through the detached GradDrop's hook, which is the plain all-reduce.
@@ -86,16 +86,8 @@ def random_batch(rank: int, vocab: int) -> dict:
             "labels": torch.randint(0, 4, (8,), generator=generator)}
 
 
-def own_core(rank: int, world_size: int) -> None:
-    """Bind this rank to a core of its own where the process may use enough of them."""
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) >= world_size:
-        os.sched_setaffinity(0, {cores[rank]})
-
-
 def measure(rank, world_size, name, pairs, warmup, hidden, layers, vocab, compact=False):
     """This rank's ([(seconds, peak KiB) without], [... with]) in pair order."""
-    own_core(rank, world_size)
     before_model = resident_kib()
     setup = build(name, hidden, layers, vocab)
     batch = random_batch(rank, vocab)

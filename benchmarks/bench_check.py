@@ -8,7 +8,7 @@ that straddles the goal passes, and says so.
 - step time and peak memory with GradDrop over without, every backend
   (backend_overhead.py; goals 1.03 and 1.02), on a smaller model than `make bench`'s,
   where GradDrop's share of a step is larger; 150 pairs, since a step-time interval on
-  two ranks sharing two cores is about +-0.02 wide there (+-0.05 at 30 pairs);
+  two ranks sharing two cores is about +-0.02 wide there (+-0.04 at 30 pairs);
 - compacted over dense bytes for DDP, FSDP1 and FSDP2 at p = 0.5 and 0.9
   (communication_bytes.py; goal (1 - p) + 3%);
 - the fused mask's time against a `mul_` of the same tensor (mask_throughput.py):

@@ -79,7 +79,7 @@ class GradDrop:
             self.config = self.config.replace(seed=secrets.randbelow(2**63))
         if (self.config, self.plans) != before:  # the specs' blocks and scales came from them
             self._specs.clear()
-        self._now_at = None
+            self._now_at = None
         adapter.install(self)
         self._adapter = adapter
         return self
@@ -148,8 +148,12 @@ class GradDrop:
         self._epoch = int(epoch)
 
     def optimizer_stepped(self) -> None:
-        """Called by the adapter after every optimizer step: the next mask is new."""
+        """Called by the adapter after every optimizer step: the next mask is new, and its
+        specs are made now, after the step, rather than in the next backward pass, where
+        each operation costs several times as much (and, on a GPU, delays the first
+        bucket's launch rather than overlapping the optimizer's kernels)."""
         self._step += 1
+        self._refresh_now()
         every = self.config.verify_every
         if every and self._adapter is not None and self._adapter.distributed \
                 and self._step % every == 0:
@@ -205,13 +209,16 @@ class GradDrop:
         every parameter at its first question, in one loop (asked one by one between the
         backward's kernels, each cost several times as much), and kept."""
         if step is None:
-            now = (self._step, self.epoch, self.config.seed)
-            if self._now_at != now:
-                self._now = {each: self._spec_of(each, self._step, now[1])
-                             for each in self.plans}
-                self._now_at = now
+            if self._now_at != (self._step, self.epoch, self.config.seed):
+                self._refresh_now()
             return self._now[name]
         return self._spec_of(name, step, self._epoch_of(step))
+
+    def _refresh_now(self) -> None:
+        """Every parameter's spec at the current step, in one loop."""
+        now = (self._step, self.epoch, self.config.seed)
+        self._now = {each: self._spec_of(each, self._step, now[1]) for each in self.plans}
+        self._now_at = now
 
     def _spec_of(self, name: str, step: int, epoch: int) -> MaskSpec | None:
         draw = mask_schedule(self.config, self.plans[name], step, epoch, self.layers)
