@@ -4,9 +4,10 @@ in one place, each behind a function that says what it is for.
 The public hooks do not reach far enough: DDP cannot list or unregister its communication
 hook, FSDP1 hands a hook its flat gradient without the layout of the parameters in it,
 FSDP2's custom reduce-scatter must subclass a class of a private module and read the
-parameter groups to know the buffer's layout, DeepSpeed has no hook on its optimizer step
-or its data-parallel group for a module outside the engine, accelerate no public "is a
-state set up". A release can move any of these silently or loudly, so:
+parameter groups to know the buffer's layout, DeepSpeed has no hook on its optimizer step,
+on the reduction of a gradient bucket or its data-parallel group for a module outside the
+engine, accelerate no public "is a state set up". A release can move any of these
+silently or loudly, so:
 
 - they were checked on the releases graddrop_dist/versions.py names in TESTED (torch
   2.13, DeepSpeed 0.19, accelerate 1.15), which warns once when a newer one is installed;
