@@ -175,39 +175,61 @@ def deepspeed_before_bucket_reduction(optimizer, mask):
 
 
 def _before_zero12_reduction(optimizer, mask, average_tensor):
+    from deepspeed.accelerator import get_accelerator
+
+    accelerator = get_accelerator()
+
     def masked_average_tensor(tensor, communication_data_type):
+        bucket = optimizer.ipg_buckets[communication_data_type]
         spans, start = [], 0
-        for group, index, _ in optimizer.ipg_buckets[communication_data_type].params:
+        for group, index, _ in bucket.params:
             param = optimizer.bit16_groups[group][index]
             spans.append((param, start, param.numel()))
             start += param.numel()
         if start != tensor.numel():
             raise RuntimeError(f"GradDrop under DeepSpeed: a bucket of {tensor.numel()} "
                                f"elements holds parameters of {start}")
+        ordered = not accelerator.resolves_data_dependency()  # a GPU's streams
+        if ordered:  # after every copy into the bucket, whatever stream made it
+            for stream in getattr(bucket, "copy_streams", ()):
+                accelerator.current_stream().wait_stream(stream)
         mask(tensor, spans)
+        if ordered:  # and the reduction after the mask, as DeepSpeed orders it after a copy
+            if optimizer.overlap_comm and hasattr(bucket, "copy_streams"):
+                bucket.copy_streams.add(accelerator.current_stream())
+            optimizer._record_bucket_producer(bucket)
         return average_tensor(tensor, communication_data_type)
 
     return masked_average_tensor
 
 
 def _before_zero3_reduction(optimizer, mask, reduce_and_partition):
+    from deepspeed.accelerator import get_accelerator
+
     def masked_reduce_and_partition(communication_data_type):
-        bucket = optimizer.ipg_buckets[communication_data_type]
-        buffer, spans = bucket.buffer, []
-        for param in bucket.params:
-            grad = param.grad
-            start = -1 if buffer is None else (grad.data_ptr() - buffer.data_ptr()) // \
-                grad.element_size()
-            if 0 <= start and start + grad.numel() <= buffer.numel() \
-                    and grad.dtype == buffer.dtype:
-                spans.append((param, start, grad.numel()))
-            else:  # a gradient too large for the bucket stays where it was
-                mask(grad, [(param, 0, grad.numel())])
-        if spans:
-            mask(buffer, spans)
+        # On the stream that filled the bucket (and waited for the backward's): the
+        # reduction that follows runs there too.
+        with get_accelerator().stream(optimizer.reduce_and_partition_stream):
+            _mask_zero3_bucket(optimizer, mask, communication_data_type)
         return reduce_and_partition(communication_data_type)
 
     return masked_reduce_and_partition
+
+
+def _mask_zero3_bucket(optimizer, mask, communication_data_type) -> None:
+    bucket = optimizer.ipg_buckets[communication_data_type]
+    buffer, spans = bucket.buffer, []
+    for param in bucket.params:
+        grad = param.grad
+        start = -1 if buffer is None else (grad.data_ptr() - buffer.data_ptr()) // \
+            grad.element_size()
+        if 0 <= start and start + grad.numel() <= buffer.numel() \
+                and grad.dtype == buffer.dtype:
+            spans.append((param, start, grad.numel()))
+        else:  # a gradient too large for the bucket stays where it was
+            mask(grad, [(param, 0, grad.numel())])
+    if spans:
+        mask(buffer, spans)
 
 
 def deepspeed_reduction_dtypes(optimizer, params) -> set | None:

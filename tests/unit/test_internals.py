@@ -152,9 +152,13 @@ def _deepspeed_internals(rank, world_size):
     engine.destroy()
     # ZeRO-1 and ZeRO-3, with a bucket of 16 elements: some gradients (24 > 16) are reduced
     # alone (ZeRO-1) or from a tensor of their own (ZeRO-3)
+    # What orders the mask among a GPU's streams (not run on the CPU, so looked up here).
+    streams = {1: ("overlap_comm", "_record_bucket_producer"),
+               3: ("reduce_and_partition_stream",)}
     for stage in (1, 3):
         engine = _deepspeed_engine(stage, reduce_bucket_size=16)
-        found[f"deepspeed_before_bucket_reduction (ZeRO-{stage})"] = _bucket_seen(engine)
+        found[f"deepspeed_before_bucket_reduction (ZeRO-{stage})"] = _bucket_seen(engine) \
+            and all(hasattr(engine.optimizer, name) for name in streams[stage])
         engine.destroy()
     engine = _deepspeed_engine(1, contiguous_gradients=False)
     found["deepspeed_before_bucket_reduction (no contiguous_gradients: None)"] = \
