@@ -49,7 +49,7 @@ def mask_key(*, seed: int, stream: int, name: str, drop_rate: float) -> MaskKey:
 
 def stream_keys(seed: int, stream: int, name: str) -> tuple[int, int]:
     """(k0, k1): the little-endian halves of blake2b-64 of "domain|seed|stream|name"."""
-    return _HALVES.unpack(stream_digest(seed, stream, name))
+    return DIGEST_HALVES.unpack(stream_digest(seed, stream, name))
 
 
 def stream_digest(seed: int, stream: int, name: str) -> bytes:
@@ -59,7 +59,7 @@ def stream_digest(seed: int, stream: int, name: str) -> bytes:
     return hashlib.blake2b(message, digest_size=8).digest()
 
 
-_HALVES = struct.Struct("<II")
+DIGEST_HALVES = struct.Struct("<II")  # (k0, k1) from a stream_digest
 
 
 def _mul32(x: torch.Tensor, constant: int) -> torch.Tensor:

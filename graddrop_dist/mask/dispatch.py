@@ -88,16 +88,23 @@ def apply_mask(spec: MaskSpec, grad: torch.Tensor, *, offset: int = 0,
         rescale=spec.rescale, offset=offset, block=spec.block))
 
 
-def mask_in_place(spec: MaskSpec, grad: torch.Tensor) -> torch.Tensor:
+def mask_in_place(spec: MaskSpec, grad: torch.Tensor) -> None:
     """apply_mask(spec, grad, out=grad) for a contiguous `grad`, with the fewest steps
     before the C kernel."""
-    if spec.drawn and not RECORDERS and fused.handles(grad):
-        return fused.fused_mask(grad, grad, spec, offset=0)
-    return apply_mask(spec, grad, out=grad)
+    in_place_masker()(spec, grad)
 
 
-def _mask_in_place_fused(spec: MaskSpec, grad: torch.Tensor) -> None:
-    if spec.drawn and grad.dtype in _KERNEL_DTYPES and grad.is_cpu and grad.is_contiguous():
+def in_place_masker() -> Callable[[MaskSpec, torch.Tensor], None]:
+    """mask_in_place as the hooks of one backward call it on each gradient: taken once per
+    backward, so the kernel mode is read then rather than for every parameter, and where
+    the C kernel serves this process, a call with the spec's packed key. Per parameter,
+    Python's share of a masked bias is larger than the kernel's."""
+    return _mask_in_place_keyed if fused.fused_available() else _apply_in_place
+
+
+def _mask_in_place_keyed(spec: MaskSpec, grad: torch.Tensor) -> None:
+    """The C kernel is loaded: it masks what it handles, the spec's packed key passed."""
+    if spec.drawn and grad.dtype in fused.DTYPES and grad.is_cpu and grad.is_contiguous():
         if RECORDERS:
             announce(spec, 0, grad.numel())
         fused.fused_mask_keyed(grad, spec)
@@ -105,17 +112,8 @@ def _mask_in_place_fused(spec: MaskSpec, grad: torch.Tensor) -> None:
         apply_mask(spec, grad, out=grad)
 
 
-_KERNEL_DTYPES = frozenset(fused.DTYPES)
-
-
-def in_place_masker() -> Callable[[MaskSpec, torch.Tensor], object]:
-    """What the hooks of one backward call on each contiguous gradient (mask_in_place's
-    job): taken once per backward, so the kernel mode is read then rather than for every
-    parameter, and where the C kernel serves this process, a call with the spec's packed
-    key. Per parameter, Python's share of a masked bias is larger than the kernel's."""
-    if fused.fused_available():
-        return _mask_in_place_fused
-    return mask_in_place
+def _apply_in_place(spec: MaskSpec, grad: torch.Tensor) -> None:
+    apply_mask(spec, grad, out=grad)
 
 
 def mask_spans(buffer: torch.Tensor, spans) -> None:

@@ -38,7 +38,7 @@ from graddrop_dist.fs import cache_root, staged_file
 _SOURCE = Path(__file__).with_name("_kernel.c")
 _CFLAGS = ("-O3", "-shared", "-fPIC", "-fno-strict-aliasing")
 _DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
-DTYPES = tuple(_DTYPE_CODES)  # what the kernel masks
+DTYPES = frozenset(_DTYPE_CODES)  # what the kernel masks
 ISAS = {"default": 0, "avx2": 1, "avx512": 2}
 
 _lock = threading.Lock()

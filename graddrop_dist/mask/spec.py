@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from graddrop_dist.mask.counter_hash import (MaskKey, check_drop_rate, mask_key, rescale_factor,
-                                              stream_digest)
+from graddrop_dist.mask.counter_hash import (DIGEST_HALVES, MaskKey, check_drop_rate, mask_key,
+                                              rescale_factor, stream_digest)
 
 _SOURCES = [Path(__file__).with_name(name) for name in ("counter_hash.py", "_kernel.c")]
 
@@ -54,7 +54,7 @@ class MaskSpec:
         """The same mask drawn from another stream (the next step's): only the key is new,
         everything else is reused (made for every parameter at every step)."""
         digest = stream_digest(self.seed, stream, self.name)
-        k0, k1 = _HALVES.unpack(digest)
+        k0, k1 = DIGEST_HALVES.unpack(digest)
         spec = object.__new__(MaskSpec)
         fields = spec.__dict__
         fields.update(self.__dict__)
@@ -132,7 +132,6 @@ class MaskSpec:
 # The C kernel's graddrop_key struct: block (u64), k0, k1, lo, width (u32), scale (f32),
 # rescale (i32); 32 bytes, no padding.
 _PACKED_KEY = struct.Struct("<QIIIIfi")
-_HALVES = struct.Struct("<II")  # k0, k1 from the 8 bytes of the stream's digest
 
 
 def _kernel_args(spec: MaskSpec) -> tuple:
