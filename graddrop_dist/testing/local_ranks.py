@@ -28,10 +28,23 @@ DEFAULT_TIMEOUT = 120.0
 
 
 class RankFailure(AssertionError):
-    def __init__(self, rank: int, error: str, exception: BaseException | None):
-        super().__init__(f"rank {rank} failed:\n{error}")
+    def __init__(self, rank: int, error: str, exception: BaseException | None,
+                 others: str = ""):
+        super().__init__(f"rank {rank} failed:\n{error}{others}")
         self.rank = rank
         self.exception = exception
+
+
+def _fate(rank: int, outcome, exitcode: int | None) -> str:
+    """One rank's end, for a failure report: a peer's crash is often the cause of the
+    error the first rank reports ("Connection closed by peer")."""
+    if outcome is not None and outcome[0] == "error":
+        return f"rank {rank} also failed:\n{outcome[1]}"
+    if outcome is None:
+        how = (f"killed by signal {-exitcode}" if exitcode is not None and exitcode < 0
+               else f"exit code {exitcode}")
+        return f"rank {rank} died without a result ({how})"
+    return f"rank {rank} finished"
 
 
 def _rank_main(rank, world_size, folder, fn, args, env, pg_timeout):
@@ -80,14 +93,17 @@ def run_ranks(fn, world_size: int, *args, timeout: float = DEFAULT_TIMEOUT,
         for rank in range(world_size):
             path = Path(folder) / f"rank{rank}.pkl"
             outcomes.append(pickle.loads(path.read_bytes()) if path.exists() else None)
+    exitcodes = [process.exitcode for process in processes]
     for rank, outcome in enumerate(outcomes):
         if outcome is not None and outcome[0] == "error":
-            raise RankFailure(rank, outcome[1], outcome[2])
+            others = "".join("\n" + _fate(other, outcomes[other], exitcodes[other])
+                             for other in range(world_size) if other != rank)
+            raise RankFailure(rank, outcome[1], outcome[2], others)
     if hung:
         raise AssertionError(f"ranks {hung} did not finish within {timeout:.0f} s (hang)")
     missing = [rank for rank, outcome in enumerate(outcomes) if outcome is None]
     if missing:
-        raise AssertionError(f"ranks {missing} died without a result (crash or kill)")
+        raise AssertionError("; ".join(_fate(rank, None, exitcodes[rank]) for rank in missing))
     return [outcome[1] for outcome in outcomes]
 
 

@@ -34,3 +34,24 @@ class TestRunOnce(DistributedTest):
             with pytest.raises(RankFailure, match="planted failure"):
                 self.run_once(_count_launch, str(calls), True, world_size=1)
         assert calls.read_text().split() == ["0"]
+
+
+def _rank1_crashes(rank, world_size):
+    if rank == 1:
+        import os
+        import signal
+        os.kill(os.getpid(), signal.SIGSEGV)
+    raise RuntimeError("Connection closed by peer (planted)")
+
+
+@pytest.mark.distributed
+def test_a_failure_report_says_how_every_other_rank_ended():
+    """The first rank's error is often a symptom of a peer's crash: the report must
+    carry the peer's fate (here a segfault) so CI's log alone tells the cause."""
+    from graddrop_dist.testing.local_ranks import run_ranks
+
+    with pytest.raises(RankFailure) as failure:
+        run_ranks(_rank1_crashes, 2, timeout=60)
+    message = str(failure.value)
+    assert failure.value.rank == 0 and "planted" in message
+    assert "rank 1 died without a result (killed by signal 11)" in message
