@@ -191,11 +191,11 @@ def _before_zero12_reduction(optimizer, mask, average_tensor):
                                f"elements holds parameters of {start}")
         ordered = not accelerator.resolves_data_dependency()  # a GPU's streams
         if ordered:  # after every copy into the bucket, whatever stream made it
-            for stream in getattr(bucket, "copy_streams", ()):
+            for stream in bucket.copy_streams:
                 accelerator.current_stream().wait_stream(stream)
         mask(tensor, spans)
         if ordered:  # and the reduction after the mask, as DeepSpeed orders it after a copy
-            if optimizer.overlap_comm and hasattr(bucket, "copy_streams"):
+            if optimizer.overlap_comm:
                 bucket.copy_streams.add(accelerator.current_stream())
             optimizer._record_bucket_producer(bucket)
         return average_tensor(tensor, communication_data_type)

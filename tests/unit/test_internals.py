@@ -157,8 +157,10 @@ def _deepspeed_internals(rank, world_size):
                3: ("reduce_and_partition_stream",)}
     for stage in (1, 3):
         engine = _deepspeed_engine(stage, reduce_bucket_size=16)
+        buckets = engine.optimizer.ipg_buckets.values()
         found[f"deepspeed_before_bucket_reduction (ZeRO-{stage})"] = _bucket_seen(engine) \
-            and all(hasattr(engine.optimizer, name) for name in streams[stage])
+            and all(hasattr(engine.optimizer, name) for name in streams[stage]) \
+            and (stage == 3 or all(hasattr(bucket, "copy_streams") for bucket in buckets))
         engine.destroy()
     engine = _deepspeed_engine(1, contiguous_gradients=False)
     found["deepspeed_before_bucket_reduction (no contiguous_gradients: None)"] = \

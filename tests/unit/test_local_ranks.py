@@ -3,9 +3,12 @@ fails each of them, and another world size or argument is another launch."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
-from graddrop_dist.testing.local_ranks import DistributedTest, RankFailure
+from graddrop_dist.testing.local_ranks import DistributedTest, RankFailure, run_ranks
 
 
 def _count_launch(rank, world_size, path, fail=False):
@@ -38,8 +41,6 @@ class TestRunOnce(DistributedTest):
 
 def _rank1_crashes(rank, world_size):
     if rank == 1:
-        import os
-        import signal
         os.kill(os.getpid(), signal.SIGSEGV)
     raise RuntimeError("Connection closed by peer (planted)")
 
@@ -48,8 +49,6 @@ def _rank1_crashes(rank, world_size):
 def test_a_failure_report_says_how_every_other_rank_ended():
     """The first rank's error is often a symptom of a peer's crash: the report must
     carry the peer's fate (here a segfault) so CI's log alone tells the cause."""
-    from graddrop_dist.testing.local_ranks import run_ranks
-
     with pytest.raises(RankFailure) as failure:
         run_ranks(_rank1_crashes, 2, timeout=60)
     message = str(failure.value)
